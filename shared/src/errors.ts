@@ -1,0 +1,114 @@
+/**
+ * Errors a taskline user can act on: each names the cause and the fix in one sentence,
+ * carries a stable `code`, and says which connection (broker or result backend) it concerns.
+ */
+
+/** Which Redis service a connection belongs to. */
+export type ServiceRole = 'broker' | 'backend';
+
+/** The kind used to label connection-error metrics and to decide on retries. */
+export type ErrorKind = 'network' | 'auth' | 'tls' | 'config' | 'pool' | 'protocol';
+
+export const SERVICE_LABEL: Record<ServiceRole, string> = {
+  broker: 'broker',
+  backend: 'result backend',
+};
+
+export class TasklineError extends Error {
+  override name = 'TasklineError';
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** A configuration value is missing, malformed or insecure. Raised before anything connects. */
+export class ConfigError extends TasklineError {
+  override name = 'ConfigError';
+  /** The environment variable or option at fault, e.g. `REDIS_PORT`. */
+  readonly variable: string;
+  constructor(code: string, variable: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.variable = variable;
+  }
+}
+
+export interface ConnectionErrorFields {
+  code: string;
+  kind: ErrorKind;
+  service: ServiceRole;
+  host: string;
+  port: number;
+  /** Whether reconnecting can fix it (network blips) or not (bad password, untrusted certificate). */
+  retryable: boolean;
+  cause?: unknown;
+}
+
+/** A Redis connection could not be made or was lost. The message never contains a secret. */
+export class ConnectionError extends TasklineError {
+  override name = 'ConnectionError';
+  readonly kind: ErrorKind;
+  readonly service: ServiceRole;
+  readonly host: string;
+  readonly port: number;
+  readonly retryable: boolean;
+  constructor(message: string, fields: ConnectionErrorFields) {
+    super(fields.code, message, { cause: fields.cause });
+    this.kind = fields.kind;
+    this.service = fields.service;
+    this.host = fields.host;
+    this.port = fields.port;
+    this.retryable = fields.retryable;
+  }
+}
+
+/** A TLS failure: untrusted or expired certificate, host-name mismatch, protocol mismatch. */
+export class TlsError extends ConnectionError {
+  override name = 'TlsError';
+}
+
+/** Redis refused our credentials (WRONGPASS, NOAUTH, NOPERM). */
+export class AuthError extends ConnectionError {
+  override name = 'AuthError';
+}
+
+/** Every connection of a service is leased and the acquire timeout ran out. */
+export class PoolExhaustedError extends TasklineError {
+  override name = 'PoolExhaustedError';
+  readonly service: ServiceRole;
+  readonly max: number;
+  readonly waitedMs: number;
+  constructor(service: ServiceRole, max: number, waitedMs: number) {
+    super(
+      'POOL_EXHAUSTED',
+      `All ${max} ${SERVICE_LABEL[service]} connections are in use and none was released within ${waitedMs} ms; ` +
+        'raise REDIS_MAX_CONNECTIONS or REDIS_POOL_ACQUIRE_TIMEOUT_MS, or lower the number of concurrent blocking waits.',
+    );
+    this.service = service;
+    this.max = max;
+    this.waitedMs = waitedMs;
+  }
+}
+
+/** A pool's wait queue is full: more callers are waiting than it is allowed to hold. */
+export class PoolQueueFullError extends TasklineError {
+  override name = 'PoolQueueFullError';
+  readonly service: ServiceRole;
+  constructor(service: ServiceRole, maxWaiting: number) {
+    super(
+      'POOL_QUEUE_FULL',
+      `${maxWaiting} callers are already waiting for a ${SERVICE_LABEL[service]} connection; ` +
+        'shed load or raise REDIS_MAX_CONNECTIONS.',
+    );
+    this.service = service;
+  }
+}
+
+/** The operation was attempted after close() began. */
+export class ClosedError extends TasklineError {
+  override name = 'ClosedError';
+  constructor(what: string) {
+    super('CLOSED', `${what} is closed; create a new one instead of reusing it after close().`);
+  }
+}

@@ -1,0 +1,73 @@
+import type { Argv, CommandModule } from 'yargs';
+import { ConfigError, TasklineError } from './errors.js';
+import type { ConnectionOptions } from './config.js';
+import { createConnections, type HealthReport } from './connections.js';
+import type { ConnectionHealth } from './redis-service.js';
+import { createLogger } from './logger.js';
+
+/** One line per connection: what an operator reads first. */
+export function formatHealthLine(h: ConnectionHealth): string {
+  const where = `${h.label} ${h.host}:${h.port}`;
+  if (!h.ok) return `FAIL ${where}: ${h.error ?? 'unknown error'}`;
+  const tls = h.tls
+    ? `${h.tls.protocol ?? '?'} ${h.tls.cipher ?? '?'}, server certificate expires in ${h.tls.peerCertificateDaysLeft ?? '?'} days`
+    : 'PLAINTEXT (no TLS)';
+  return `ok   ${where}: ${tls}, latency ${h.latencyMs ?? '?'} ms`;
+}
+
+export function formatHealthReport(report: HealthReport): string {
+  return [formatHealthLine(report.broker), formatHealthLine(report.backend)].join('\n');
+}
+
+/** The yargs flags every bin accepts for its connections; they layer over the environment. */
+export function withConnectionFlags<T>(yargs: Argv<T>) {
+  return yargs
+    .option('redis-url', { type: 'string', describe: 'Broker URL (rediss://host:port/db); overrides REDIS_URL' })
+    .option('result-redis-url', { type: 'string', describe: 'Result backend URL; overrides RESULT_REDIS_URL' });
+}
+
+/** Turns the connection flags into library options (the same resolver as env and code). */
+export function connectionOptionsFromFlags(argv: { 'redis-url'?: string | undefined; 'result-redis-url'?: string | undefined }): ConnectionOptions {
+  const options: ConnectionOptions = {};
+  if (argv['redis-url']) options.broker = { url: argv['redis-url'] };
+  if (argv['result-redis-url']) options.backend = { url: argv['result-redis-url'] };
+  return options;
+}
+
+/** Checks both connections once, prints a line each; exit code 0 only when both are healthy. */
+export async function runHealthCheck(options: ConnectionOptions, out: (line: string) => void = console.log): Promise<number> {
+  let connections;
+  try {
+    connections = createConnections({
+      options: { ...options, healthCheckIntervalMs: 0 },
+      role: 'cli',
+      component: 'health',
+      logger: createLogger({ component: 'health', level: process.env['LOG_LEVEL'] ?? 'error' }),
+    });
+  } catch (err) {
+    out(`FAIL configuration: ${err instanceof Error ? err.message : String(err)}`);
+    return err instanceof ConfigError ? 2 : 1;
+  }
+  try {
+    const report = await connections.checkHealth();
+    out(formatHealthReport(report));
+    return report.ok ? 0 : 1;
+  } catch (err) {
+    out(`FAIL ${err instanceof TasklineError ? err.message : String(err)}`);
+    return 1;
+  } finally {
+    await connections.close();
+  }
+}
+
+/** `health`: mounted by every taskline bin. */
+export function healthCommand(): CommandModule<object, { 'redis-url'?: string; 'result-redis-url'?: string }> {
+  return {
+    command: 'health',
+    describe: 'Check the broker and result-backend connections (TLS version, cipher, certificate days left, latency)',
+    builder: yargs => withConnectionFlags(yargs),
+    handler: async argv => {
+      process.exitCode = await runHealthCheck(connectionOptionsFromFlags(argv));
+    },
+  };
+}

@@ -1,0 +1,50 @@
+export { resolveConnectionOptions, DEFAULT_TLS_CIPHERS } from './config.js';
+export type {
+  ConnectionOptions,
+  RedisEndpointOptions,
+  ResolvedConnectionOptions,
+  ResolvedEndpoint,
+  ResolvedTlsOptions,
+  TlsVersion,
+} from './config.js';
+export { createConnections, TasklineConnections } from './connections.js';
+export type { CreateConnectionsOptions, HealthReport, ConnectionsState } from './connections.js';
+export type { ConnectionHealth, Lease, ProcessRole } from './redis-service.js';
+export { RedisService } from './redis-service.js';
+export {
+  TasklineError,
+  ConfigError,
+  ConnectionError,
+  TlsError,
+  AuthError,
+  PoolExhaustedError,
+  PoolQueueFullError,
+  ClosedError,
+  SERVICE_LABEL,
+} from './errors.js';
+export type { ServiceRole, ErrorKind } from './errors.js';
+export { toConnectionError, isFatalConnectionError, scrubSecrets, envPrefix } from './error-mapping.js';
+export type { ConnectionTarget } from './error-mapping.js';
+export { backoffDelay, sleep } from './retry-policy.js';
+export type { BackoffSettings } from './retry-policy.js';
+export { Secret } from './secret.js';
+export { createLogger, createSilentLogger } from './logger.js';
+export type { Logger, LoggerOptions } from './logger.js';
+export {
+  createMetricsRegistry,
+  ConnectionMetrics,
+  getOrCreateCounter,
+  getOrCreateGauge,
+  getOrCreateHistogram,
+} from './metrics.js';
+export {
+  healthCommand,
+  runHealthCheck,
+  formatHealthLine,
+  formatHealthReport,
+  withConnectionFlags,
+  connectionOptionsFromFlags,
+} from './health-command.js';
+export { startOpsServer } from './ops-server.js';
+export type { OpsServer, OpsServerOptions, ReadinessReport } from './ops-server.js';
+export { parseIntegerSetting, parseBooleanSetting } from './env-parsing.js';
