@@ -48,3 +48,15 @@ export {
 export { startOpsServer } from './ops-server.js';
 export type { OpsServer, OpsServerOptions, ReadinessReport } from './ops-server.js';
 export { parseIntegerSetting, parseBooleanSetting } from './env-parsing.js';
+export { ResultBackend, ResultTimeoutError, ResultWriteError } from './result-backend.js';
+export type { ResultBackendOptions } from './result-backend.js';
+export {
+  isTerminalState,
+  TERMINAL_STATES,
+  resolvePrefix,
+  DEFAULT_QUEUE,
+  assertQueueName,
+  assertTaskName,
+  toJobErrorInfo,
+} from './job-contract.js';
+export type { JobState, JobResultRecord, JobErrorInfo } from './job-contract.js';

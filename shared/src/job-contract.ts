@@ -1,0 +1,90 @@
+/**
+ * What producer, worker and beat agree on: how a job looks on the broker and how its result
+ * looks in the result backend. BullMQ job name = task name; BullMQ job data = the task payload.
+ */
+
+/** Celery's states, kept so that dashboards and habits carry over. */
+export type JobState = 'PENDING' | 'STARTED' | 'RETRY' | 'SUCCESS' | 'FAILURE' | 'REVOKED';
+
+export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
+
+export function isTerminalState(state: JobState): boolean {
+  return TERMINAL_STATES.has(state);
+}
+
+/** A failure as stored: never a secret, never an object graph. */
+export interface JobErrorInfo {
+  /** The error's class name, e.g. `TypeError`, or `NonError` when a handler threw something else. */
+  type: string;
+  message: string;
+  stack: string | null;
+}
+
+/** One job's record in the result backend. */
+export interface JobResultRecord {
+  id: string;
+  task: string;
+  queue: string;
+  state: JobState;
+  /** The handler's return value (SUCCESS only). */
+  result?: unknown;
+  /** The last error (RETRY, FAILURE). */
+  error?: JobErrorInfo;
+  /** Why it was revoked (REVOKED only). */
+  reason?: string;
+  /** 1-based attempt that produced this state. */
+  attempt: number;
+  /** Attempts allowed in all. */
+  attempts: number;
+  /** ISO timestamps. */
+  enqueuedAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  updatedAt: string;
+  /** The worker that ran it (host:pid). */
+  worker?: string;
+  progress?: unknown;
+}
+
+/** BullMQ key prefix shared by every taskline process. @defaultValue `taskline` (env `TASKLINE_PREFIX`) */
+export function resolvePrefix(env: Record<string, string | undefined> = process.env): string {
+  const prefix = env['TASKLINE_PREFIX'] ?? 'taskline';
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(prefix)) {
+    throw new Error(`TASKLINE_PREFIX must be 1-64 letters, digits, "_", "." or "-", got "${prefix}"; fix or unset it.`);
+  }
+  return prefix;
+}
+
+/** The queue a task goes to when neither the task nor the caller names one. */
+export const DEFAULT_QUEUE = 'default';
+
+const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+const TASK_NAME = /^[A-Za-z0-9_.:-]{1,200}$/;
+
+export function assertQueueName(queue: string): string {
+  if (!QUEUE_NAME.test(queue)) {
+    throw new Error(`Queue name "${queue}" is invalid; use 1-128 letters, digits, "_", "." or "-".`);
+  }
+  return queue;
+}
+
+export function assertTaskName(task: string): string {
+  if (typeof task !== 'string' || !TASK_NAME.test(task)) {
+    throw new Error(`Task name ${JSON.stringify(task)} is invalid; use 1-200 letters, digits, "_", ".", ":" or "-".`);
+  }
+  return task;
+}
+
+/** Turns anything a handler threw into a storable error, with secrets scrubbed by the caller. */
+export function toJobErrorInfo(thrown: unknown): JobErrorInfo {
+  if (thrown instanceof Error) {
+    return { type: thrown.name || thrown.constructor.name || 'Error', message: thrown.message, stack: thrown.stack ?? null };
+  }
+  let message: string;
+  try {
+    message = typeof thrown === 'string' ? thrown : JSON.stringify(thrown) ?? String(thrown);
+  } catch {
+    message = String(thrown);
+  }
+  return { type: 'NonError', message: `A non-Error value was thrown: ${message}`, stack: null };
+}
