@@ -119,11 +119,14 @@ export class ResultBackend {
     }
   }
 
-  /** Stores several PENDING records in one round trip (bulk enqueue). */
-  async writeMany(records: JobResultRecord[]): Promise<void> {
+  /**
+   * Stores PENDING records in one round trip, each only if the job has no record yet (an
+   * idempotent re-enqueue must not reset a job that already started or finished).
+   */
+  async writePending(records: JobResultRecord[]): Promise<void> {
     if (records.length === 0) return;
     const pipeline = this.#client().pipeline();
-    for (const record of records) pipeline.set(this.key(record.id), JSON.stringify(record), 'EX', this.expiresSeconds);
+    for (const record of records) pipeline.set(this.key(record.id), JSON.stringify(record), 'EX', this.expiresSeconds, 'NX');
     const results = await pipeline.exec();
     const failed = results?.find(([err]) => err);
     if (failed?.[0]) throw failed[0];
