@@ -44,6 +44,8 @@ export interface JobResultRecord {
   /** The worker that ran it (host:pid). */
   worker?: string;
   progress?: unknown;
+  /** A per-job time limit set at enqueue (ms); a worker applies the lower of it and the task's own. */
+  timeoutMs?: number;
 }
 
 /** BullMQ key prefix shared by every taskline process. @defaultValue `taskline` (env `TASKLINE_PREFIX`) */

@@ -133,6 +133,25 @@ export class ResultBackend {
   }
 
   /**
+   * Like `writePending`, but says, per record, whether this call created it (`true`) or a
+   * record already existed (`false`): the producer's idempotency check, atomic in Redis.
+   */
+  async claimPending(records: JobResultRecord[]): Promise<boolean[]> {
+    if (records.length === 0) return [];
+    const pipeline = this.#client().pipeline();
+    for (const record of records) pipeline.set(this.key(record.id), JSON.stringify(record), 'EX', this.expiresSeconds, 'NX');
+    const results = (await pipeline.exec()) ?? [];
+    const failed = results.find(([err]) => err);
+    if (failed?.[0]) throw failed[0];
+    return records.map((_, i) => results[i]?.[1] === 'OK');
+  }
+
+  /** Deletes a job's record (the producer's undo when its BullMQ add failed). */
+  async discard(jobIds: string[]): Promise<void> {
+    if (jobIds.length > 0) await this.#client().del(...jobIds.map(id => this.key(id)));
+  }
+
+  /**
    * Marks a job REVOKED (kept in Redis, so every worker and a restarted one sees it) and tells
    * running workers to abort it. Returns the record written.
    */
