@@ -1,7 +1,10 @@
 'use strict';
 // Tests are TypeScript run through tsx; they import the built packages (pnpm test builds first).
+// `npx mocha test/x.test.ts` runs just that file; with no file given, every suite but the
+// long fault/load cases (pnpm test:faults) runs.
+const explicit = process.argv.slice(2).some(arg => /\.(ts|js|mjs)$/.test(arg) && !arg.startsWith('-'));
 module.exports = {
-  spec: ['test/**/*.test.ts'],
+  ...(explicit ? {} : { spec: ['test/**/*.test.ts'], ignore: ['test/faults/**'] }),
   'node-option': ['import=tsx'],
   timeout: 60000,
   slow: 5000,

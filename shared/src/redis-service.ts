@@ -1,3 +1,4 @@
+import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ResolvedConnectionOptions, ResolvedEndpoint } from './config.js';
@@ -42,10 +43,13 @@ export interface ConnectionHealth {
 }
 
 const IDLE_CLOSE_MS = 30_000;
+const PLAINTEXT_PROBE_AFTER_MS = 1000;
 const DAY_MS = 86_400_000;
 
 interface ClientState {
   established: boolean;
+  /** Lost its connection after having been ready. */
+  interrupted: boolean;
   holdsSlot: boolean;
   lastError: unknown;
   connectingAt: number;
@@ -175,18 +179,26 @@ export class RedisService {
   }
 
   #giveBack(client: Redis): void {
-    if (this.#closing || client.status !== 'ready') {
+    // Someone waits for a slot: close this connection so its slot passes to them in FIFO order.
+    if (this.#closing || client.status !== 'ready' || this.#slots.waiting > 0) {
       client.disconnect();
       return;
     }
     const timer = setTimeout(() => {
-      const index = this.#idle.findIndex(entry => entry.client === client);
-      if (index >= 0) this.#idle.splice(index, 1);
-      this.#slots.setIdle(this.#idle.length);
+      this.#dropIdle(client);
       client.disconnect();
     }, IDLE_CLOSE_MS);
     timer.unref();
     this.#idle.push({ client, timer });
+    this.#slots.setIdle(this.#idle.length);
+  }
+
+  /** An idle connection that closed (server timeout, network) leaves the pool. */
+  #dropIdle(client: Redis): void {
+    const index = this.#idle.findIndex(entry => entry.client === client);
+    if (index < 0) return;
+    const [entry] = this.#idle.splice(index, 1);
+    if (entry) clearTimeout(entry.timer);
     this.#slots.setIdle(this.#idle.length);
   }
 
@@ -221,7 +233,7 @@ export class RedisService {
 
   /** Makes one counted connection. The caller has taken its slot. */
   #create(purpose: Purpose, extra: Partial<RedisOptions>, holdsSlot: boolean): Redis {
-    const state: ClientState = { established: false, holdsSlot, lastError: undefined, connectingAt: 0 };
+    const state: ClientState = { established: false, interrupted: false, holdsSlot, lastError: undefined, connectingAt: 0 };
     const options = this.#options(purpose, extra);
     options.retryStrategy = (times: number) => {
       if (this.#closing) return null;
@@ -238,6 +250,7 @@ export class RedisService {
     });
     client.on('connecting', () => {
       state.connectingAt = performance.now();
+      this.#clients.add(client);
       if (!state.holdsSlot && !this.#closing) {
         // A client BullMQ disconnected and reconnects: it counts again.
         state.holdsSlot = this.#slots.tryTake();
@@ -249,8 +262,16 @@ export class RedisService {
         this.#reportPeerCertificate(client);
       }
     });
+    client.on('close', () => {
+      this.#dropIdle(client);
+      if (!state.established || this.#closing || state.interrupted) return;
+      state.interrupted = true;
+      // A dropped connection is a network error even when the socket closed cleanly.
+      if (state.lastError === undefined) this.#metrics.connectionErrors.inc({ service: this.service, kind: 'network' });
+    });
     client.on('ready', () => {
-      if (state.lastError !== undefined && state.established) {
+      if (state.interrupted) {
+        state.interrupted = false;
         this.#logger.info(`Reconnected to the ${SERVICE_LABEL[this.service]}`, { service: this.service, purpose });
       }
       state.established = true;
@@ -266,6 +287,7 @@ export class RedisService {
       }
     });
     client.on('end', () => {
+      this.#clients.delete(client);
       if (state.holdsSlot) {
         state.holdsSlot = false;
         this.#slots.give();
@@ -314,11 +336,26 @@ export class RedisService {
       client.on('error', onError);
     });
     if (client.status === 'wait') client.connect().catch(() => undefined);
+    // A plaintext Redis never answers a TLS hello (it waits for a newline): ask it in plaintext.
+    const probe = this.#tls ? setTimeout(() => this.#probePlaintext(client), PLAINTEXT_PROBE_AFTER_MS) : null;
     try {
       await outcome;
     } catch (err) {
       throw await this.#explain(err);
+    } finally {
+      if (probe) clearTimeout(probe);
     }
+  }
+
+  #probePlaintext(client: Redis): void {
+    if (client.status === 'ready' || client.status === 'end') return;
+    speaksPlaintextRedis(this.target.host, this.target.port).then(plaintext => {
+      if (!plaintext || client.status === 'ready') return;
+      const state = this.#states.get(client);
+      const err = Object.assign(new Error('plaintext server'), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' });
+      if (state) state.lastError = err;
+      client.emit('error', err);
+    }, () => undefined);
   }
 
   /** Maps a start-up failure; a plaintext client that was hung up on is checked for a TLS server. */
@@ -441,6 +478,21 @@ async function quitWithin(client: Redis, graceMs: number): Promise<void> {
   const timer = setTimeout(() => client.disconnect(), graceMs);
   await ended;
   clearTimeout(timer);
+}
+
+/** Diagnostic only: does a plaintext PING get a RESP answer (+PONG, -NOAUTH...)? */
+function speaksPlaintextRedis(host: string, port: number): Promise<boolean> {
+  return new Promise(resolve => {
+    const socket = netConnect({ host, port });
+    const finish = (result: boolean): void => {
+      socket.destroy();
+      resolve(result);
+    };
+    socket.setTimeout(1000, () => finish(false));
+    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.once('data', (chunk: Buffer) => finish(chunk[0] === 0x2b || chunk[0] === 0x2d));
+    socket.once('error', () => finish(false));
+  });
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
