@@ -1,0 +1,71 @@
+import type { Registry } from 'prom-client';
+import { ConfigError, parseIntegerSetting, resolvePrefix, type ConnectionOptions, type Logger, type TasklineConnections } from '@taskline/shared';
+
+export interface SchedulerOptions {
+  /** Path of the JSON schedule file. Required. */
+  schedulePath: string;
+  /** Connections to use; the caller keeps ownership. @defaultValue new ones from `connection` and the env */
+  connections?: TasklineConnections;
+  /** Used when `connections` is not given. @defaultValue the REDIS_* / RESULT_REDIS_* environment */
+  connection?: ConnectionOptions;
+  /** BullMQ key prefix. @defaultValue `TASKLINE_PREFIX` or `taskline` */
+  prefix?: string;
+  /** Leader lease TTL: a dead or frozen leader is replaced within it. @defaultValue `TASKLINE_BEAT_LEASE_MS` or 10000 */
+  leaseTtlMs?: number;
+  /** Periodic re-reconcile that repairs drift. @defaultValue `TASKLINE_BEAT_RECONCILE_MS` or 60000 */
+  reconcileIntervalMs?: number;
+  /** Re-stat of the schedule file, the fallback when fs.watch misses a change. @defaultValue `TASKLINE_BEAT_WATCH_MS` or 5000 */
+  watchIntervalMs?: number;
+  /** Quiet time after a file event before reloading. @defaultValue 200 */
+  debounceMs?: number;
+  /** How often the active-schedules and ticks metrics are refreshed. @defaultValue 5000 */
+  statsIntervalMs?: number;
+  /** @defaultValue a silent logger (the CLI passes a JSON one) */
+  logger?: Logger;
+  /** @defaultValue the connections' registry */
+  registry?: Registry;
+  env?: Record<string, string | undefined>;
+}
+
+export interface ResolvedSchedulerOptions {
+  schedulePath: string;
+  connections: TasklineConnections | null;
+  connection: ConnectionOptions;
+  prefix: string;
+  leaseTtlMs: number;
+  /** Renew (leader) and poll (standby) period: a quarter of the TTL. */
+  renewIntervalMs: number;
+  /** A write needs this much lease left: a third of the TTL. */
+  minRemainingMs: number;
+  reconcileIntervalMs: number;
+  watchIntervalMs: number;
+  debounceMs: number;
+  statsIntervalMs: number;
+  logger: Logger | null;
+  registry: Registry | null;
+}
+
+export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSchedulerOptions {
+  const env = options.env ?? process.env;
+  if (typeof options.schedulePath !== 'string' || options.schedulePath === '') {
+    throw new ConfigError('CONFIG_MISSING', 'schedulePath', 'The scheduler needs a schedule file; pass --schedule <file> (or schedulePath).');
+  }
+  const pick = (variable: string, value: number | undefined, fallback: number, range: { min: number; max: number }): number =>
+    parseIntegerSetting(variable, value ?? env[variable], range) ?? fallback;
+  const leaseTtlMs = pick('TASKLINE_BEAT_LEASE_MS', options.leaseTtlMs, 10_000, { min: 300, max: 600_000 });
+  return {
+    schedulePath: options.schedulePath,
+    connections: options.connections ?? null,
+    connection: options.connection ?? {},
+    prefix: options.prefix ?? resolvePrefix(env),
+    leaseTtlMs,
+    renewIntervalMs: Math.max(50, Math.floor(leaseTtlMs / 4)),
+    minRemainingMs: Math.floor(leaseTtlMs / 3),
+    reconcileIntervalMs: pick('TASKLINE_BEAT_RECONCILE_MS', options.reconcileIntervalMs, 60_000, { min: 100, max: 86_400_000 }),
+    watchIntervalMs: pick('TASKLINE_BEAT_WATCH_MS', options.watchIntervalMs, 5_000, { min: 50, max: 3_600_000 }),
+    debounceMs: pick('TASKLINE_BEAT_DEBOUNCE_MS', options.debounceMs, 200, { min: 0, max: 60_000 }),
+    statsIntervalMs: pick('TASKLINE_BEAT_STATS_MS', options.statsIntervalMs, 5_000, { min: 50, max: 3_600_000 }),
+    logger: options.logger ?? null,
+    registry: options.registry ?? null,
+  };
+}

@@ -1,0 +1,144 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+
+/**
+ * The beat's leader lease: one key per prefix, `<prefix>:beat:lease`, holding the leader's random
+ * token, set with NX and a TTL and renewed by compare-and-pexpire. A fencing number
+ * (`<prefix>:beat:fence`, INCR at every acquisition) orders leaders: a write fenced with an older
+ * number is refused even if its lease check passed.
+ *
+ * Keys and their owner (the beat): `beat:lease` expires by itself (PX); `beat:fence` is a single
+ * integer kept for the life of the prefix (it must never go back, so it has no TTL).
+ */
+
+// KEYS[1] lease, KEYS[2] fence; ARGV[1] token, ARGV[2] ttl ms → fence number, or 0 when held by another.
+const ACQUIRE = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return redis.call('INCR', KEYS[2])
+end
+return 0`;
+
+// KEYS[1] lease, KEYS[2] fence; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] fence → 1 renewed, 0 lost.
+const RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[3] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`;
+
+// KEYS[1] lease, KEYS[2] fence; ARGV[1] token, ARGV[2] fence, ARGV[3] min remaining ms → 1 ok, 0 not.
+const CHECK = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then return 0 end
+return 1`;
+
+// KEYS[1] lease; ARGV[1] token → deletes the lease only if it is ours.
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`;
+
+// KEYS[1] lease, KEYS[2] fence, KEYS[3] hash; ARGV[1] token, ARGV[2] fence, ARGV[3] min remaining ms,
+// ARGV[4] 'set'|'del', ARGV[5] field, ARGV[6] value → 1 written, 0 refused (not the leader).
+const FENCED_HASH_WRITE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then return 0 end
+if ARGV[4] == 'set' then redis.call('HSET', KEYS[3], ARGV[5], ARGV[6]) else redis.call('HDEL', KEYS[3], ARGV[5]) end
+return 1`;
+
+export interface LeaderLeaseOptions {
+  client: Redis;
+  prefix: string;
+  ttlMs: number;
+  /** A write needs at least this much lease left. */
+  minRemainingMs: number;
+}
+
+/** Holds (or tries to hold) the lease; knows nothing about timers, the scheduler drives it. */
+export class LeaderLease {
+  readonly token = randomBytes(16).toString('hex');
+  readonly leaseKey: string;
+  readonly fenceKey: string;
+  #fence: number | null = null;
+  /** performance.now() at which the last successful acquire/renew was *sent*. */
+  #validFrom = 0;
+
+  constructor(private readonly options: LeaderLeaseOptions) {
+    this.leaseKey = `${options.prefix}:beat:lease`;
+    this.fenceKey = `${options.prefix}:beat:fence`;
+  }
+
+  get fence(): number | null {
+    return this.#fence;
+  }
+
+  /**
+   * True while we believe we lead: we hold a fence and, by our own monotonic clock, the lease sent
+   * at #validFrom has at least `minRemainingMs` left. A process frozen past its lease (SIGSTOP, a
+   * long GC) sees this turn false the moment it runs again, before it can send anything.
+   */
+  get held(): boolean {
+    return this.#fence !== null && performance.now() - this.#validFrom < this.options.ttlMs - this.options.minRemainingMs;
+  }
+
+  async tryAcquire(): Promise<number | null> {
+    const sentAt = performance.now();
+    const fence = Number(await this.options.client.eval(ACQUIRE, 2, this.leaseKey, this.fenceKey, this.token, String(this.options.ttlMs)));
+    if (fence > 0) {
+      this.#fence = fence;
+      this.#validFrom = sentAt;
+      return fence;
+    }
+    return null;
+  }
+
+  /** Renews the lease; false (and we are no longer leader) when it is gone or someone else's. */
+  async renew(): Promise<boolean> {
+    if (this.#fence === null) return false;
+    if (!this.held) {
+      this.#fence = null;
+      return false;
+    }
+    const sentAt = performance.now();
+    const ok = Number(await this.options.client.eval(RENEW, 2, this.leaseKey, this.fenceKey, this.token, String(this.options.ttlMs), String(this.#fence)));
+    if (ok !== 1) {
+      this.#fence = null;
+      return false;
+    }
+    this.#validFrom = sentAt;
+    return true;
+  }
+
+  /** Asks Redis, atomically, whether the lease is still ours with enough time left for a write. */
+  async check(): Promise<boolean> {
+    if (!this.held || this.#fence === null) return false;
+    const ok = Number(await this.options.client.eval(CHECK, 2, this.leaseKey, this.fenceKey, this.token, String(this.#fence), String(this.options.minRemainingMs)));
+    if (ok !== 1) this.#fence = null;
+    return ok === 1;
+  }
+
+  /** HSET/HDEL on `hashKey`, applied only if the lease and fence are still ours (atomic). */
+  async fencedHashWrite(hashKey: string, op: 'set' | 'del', field: string, value = ''): Promise<boolean> {
+    if (!this.held || this.#fence === null) return false;
+    const ok = Number(
+      await this.options.client.eval(FENCED_HASH_WRITE, 3, this.leaseKey, this.fenceKey, hashKey, this.token, String(this.#fence), String(this.options.minRemainingMs), op, field, value),
+    );
+    if (ok !== 1) this.#fence = null;
+    return ok === 1;
+  }
+
+  /** Steps down: forgets the fence and deletes the lease if it is still ours, so a standby takes over at once. */
+  async release(): Promise<void> {
+    const had = this.#fence !== null;
+    this.#fence = null;
+    if (had) await this.options.client.eval(RELEASE, 1, this.leaseKey, this.token);
+  }
+
+  /** Forgets leadership locally without touching Redis (used when Redis cannot be reached). */
+  drop(): void {
+    this.#fence = null;
+  }
+
+  /** Milliseconds until the current lease (anyone's) expires; -2 when there is none. */
+  async remainingMs(): Promise<number> {
+    return Number(await this.options.client.pttl(this.leaseKey));
+  }
+}
