@@ -1,0 +1,13 @@
+export { createProducer, Producer, idempotentJobId } from './producer.js';
+export type { EnqueueResult, BulkJob, ProducerState } from './producer.js';
+export { resolveProducerOptions, resolveEnqueueOptions, DEFAULT_MAX_PAYLOAD_BYTES } from './options.js';
+export type { ProducerOptions, ResolvedProducerOptions, EnqueueOptions, ResolvedEnqueueOptions, BackoffOption } from './options.js';
+export { QueueInspector, COUNTED_STATES } from './inspector.js';
+export type { CountedState, FailedJobSummary } from './inspector.js';
+export { ValidationError, PayloadTooLargeError, JobNotFoundError, JobStateError } from './errors.js';
+export { checkPayload } from './payload.js';
+export { ProducerMetrics } from './producer-metrics.js';
+export type { EnqueueErrorReason } from './producer-metrics.js';
+export { startApiServer, resolveApiServerOptions } from './http-api.js';
+export type { ApiServer, ApiServerOptions, ResolvedApiServerOptions } from './http-api.js';
+export { readApiToken, bearerMatches } from './api-token.js';

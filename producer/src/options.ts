@@ -1,0 +1,193 @@
+import type { Registry } from 'prom-client';
+import {
+  DEFAULT_QUEUE,
+  assertQueueName,
+  createSilentLogger,
+  parseIntegerSetting,
+  resolvePrefix,
+  type ConnectionOptions,
+  type Logger,
+  type TasklineConnections,
+} from '@taskline/shared';
+import { ValidationError } from './errors.js';
+
+/** BullMQ's retry backoff: exponential (with jitter) or fixed, starting at `delay` ms. */
+export interface BackoffOption {
+  type: 'exponential' | 'fixed';
+  /** @defaultValue `1000` */
+  delay?: number;
+  /** 0..1, exponential only. @defaultValue `0.5` */
+  jitter?: number;
+}
+
+export interface ProducerOptions {
+  /** Connection settings, layered over REDIS_* / RESULT_REDIS_*. Ignored when `connections` is given. */
+  connection?: ConnectionOptions;
+  /** Connections made by the caller (and closed by the caller). @defaultValue made and owned by the producer */
+  connections?: TasklineConnections;
+  /** BullMQ key prefix and result-key prefix. @defaultValue `TASKLINE_PREFIX` or `taskline` */
+  prefix?: string;
+  /** Queue for jobs that name none. @defaultValue `default` */
+  defaultQueue?: string;
+  /** Largest payload, in bytes of JSON. @defaultValue `TASKLINE_MAX_PAYLOAD_BYTES` or 524288 (512 KiB) */
+  maxPayloadBytes?: number;
+  /** Attempts for jobs that name none. @defaultValue `3` */
+  defaultAttempts?: number;
+  /** Backoff for jobs that name none. @defaultValue `{ type: 'exponential', delay: 1000, jitter: 0.5 }` */
+  defaultBackoff?: BackoffOption;
+  /** Failed jobs kept on the broker for `inspect`: at most this many... @defaultValue `1000` */
+  keepFailedCount?: number;
+  /** ...and at most this old, in seconds. @defaultValue `604800` (7 days) */
+  keepFailedSeconds?: number;
+  /** How long one enqueue may wait on Redis before failing with a ConnectionError. @defaultValue `10000` */
+  enqueueTimeoutMs?: number;
+  /** @defaultValue a silent logger */
+  logger?: Logger;
+  /** Where metrics go. @defaultValue the connections' registry */
+  registry?: Registry;
+  /** Environment to read settings from. @defaultValue `process.env` */
+  env?: Record<string, string | undefined>;
+}
+
+export interface ResolvedProducerOptions {
+  connection: ConnectionOptions;
+  connections: TasklineConnections | null;
+  prefix: string;
+  defaultQueue: string;
+  maxPayloadBytes: number;
+  defaultAttempts: number;
+  defaultBackoff: Required<BackoffOption>;
+  keepFailedCount: number;
+  keepFailedSeconds: number;
+  enqueueTimeoutMs: number;
+  logger: Logger;
+  registry: Registry | null;
+  env: Record<string, string | undefined>;
+}
+
+export const DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024;
+
+function invalid(field: string, message: string): ValidationError {
+  return new ValidationError('INVALID_OPTION', field, message);
+}
+
+export function checkQueueName(queue: unknown, field = 'queue'): string {
+  if (typeof queue !== 'string') throw invalid(field, `${field} must be a string (a queue name), got ${typeof queue}.`);
+  try {
+    return assertQueueName(queue);
+  } catch (err) {
+    throw invalid(field, (err as Error).message);
+  }
+}
+
+function integer(field: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw invalid(field, `${field} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value) ?? String(value)}.`);
+  }
+  return value;
+}
+
+export function checkBackoff(value: unknown, field: string): Required<BackoffOption> {
+  if (typeof value === 'number') return { type: 'fixed', delay: integer(field, value, 0, 86_400_000), jitter: 0 };
+  if (value === null || typeof value !== 'object') {
+    throw invalid(field, `${field} must be { type: 'exponential' | 'fixed', delay?: ms, jitter?: 0..1 } or a number of ms.`);
+  }
+  const { type, delay = 1000, jitter = type === 'exponential' ? 0.5 : 0, ...rest } = value as Record<string, unknown>;
+  const extra = Object.keys(rest);
+  if (extra.length > 0) throw invalid(field, `${field} has unknown field(s) ${extra.join(', ')}; use type, delay and jitter.`);
+  if (type !== 'exponential' && type !== 'fixed') throw invalid(`${field}.type`, `${field}.type must be "exponential" or "fixed", got ${JSON.stringify(type)}.`);
+  if (typeof jitter !== 'number' || !(jitter >= 0 && jitter <= 1)) throw invalid(`${field}.jitter`, `${field}.jitter must be a number from 0 to 1.`);
+  return { type, delay: integer(`${field}.delay`, delay, 0, 86_400_000), jitter };
+}
+
+/** Fills every producer default in one place and validates; environment is one more layer. */
+export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedProducerOptions {
+  const env = options.env ?? process.env;
+  const maxPayloadBytes =
+    options.maxPayloadBytes !== undefined
+      ? integer('maxPayloadBytes', options.maxPayloadBytes, 1, 512 * 1024 * 1024)
+      : parseIntegerSetting('TASKLINE_MAX_PAYLOAD_BYTES', env['TASKLINE_MAX_PAYLOAD_BYTES'], { min: 1, max: 512 * 1024 * 1024 }) ??
+        DEFAULT_MAX_PAYLOAD_BYTES;
+  let prefix: string;
+  try {
+    prefix = resolvePrefix(options.prefix !== undefined ? { TASKLINE_PREFIX: options.prefix } : env);
+  } catch (err) {
+    throw invalid('prefix', (err as Error).message);
+  }
+  return {
+    connection: options.connection ?? {},
+    connections: options.connections ?? null,
+    prefix,
+    defaultQueue: checkQueueName(options.defaultQueue ?? DEFAULT_QUEUE, 'defaultQueue'),
+    maxPayloadBytes,
+    defaultAttempts: integer('defaultAttempts', options.defaultAttempts ?? 3, 1, 1000),
+    defaultBackoff: checkBackoff(options.defaultBackoff ?? { type: 'exponential', delay: 1000, jitter: 0.5 }, 'defaultBackoff'),
+    keepFailedCount: integer('keepFailedCount', options.keepFailedCount ?? 1000, 0, 10_000_000),
+    keepFailedSeconds: integer('keepFailedSeconds', options.keepFailedSeconds ?? 604_800, 1, 31_536_000),
+    enqueueTimeoutMs: integer('enqueueTimeoutMs', options.enqueueTimeoutMs ?? 10_000, 1, 600_000),
+    logger: options.logger ?? createSilentLogger(),
+    registry: options.registry ?? null,
+    env,
+  };
+}
+
+/** Per-job options of `enqueue`. */
+export interface EnqueueOptions {
+  /** @defaultValue the producer's `defaultQueue` */
+  queue?: string;
+  /** Milliseconds before the job may run. Not with `eta`. */
+  delay?: number;
+  /** Earliest time the job may run (Date or ISO string). Not with `delay`. */
+  eta?: Date | string;
+  /** 1 (first) to 2,097,151; unset = before all prioritised jobs. */
+  priority?: number;
+  /** Attempts in all, including the first. @defaultValue the producer's `defaultAttempts` */
+  attempts?: number;
+  backoff?: BackoffOption | number;
+  /** Repeats with the same key return the first job's id (while its result record lives). */
+  idempotencyKey?: string;
+  /** A per-job time limit in ms, recorded for the worker. */
+  timeoutMs?: number;
+}
+
+export interface ResolvedEnqueueOptions {
+  queue: string;
+  delay: number;
+  priority: number | undefined;
+  attempts: number;
+  backoff: Required<BackoffOption>;
+  idempotencyKey: string | undefined;
+  timeoutMs: number | undefined;
+}
+
+const ENQUEUE_KEYS = new Set(['queue', 'delay', 'eta', 'priority', 'attempts', 'backoff', 'idempotencyKey', 'timeoutMs']);
+
+/** Validates one job's options (from code or from an HTTP body) against the producer's defaults. */
+export function resolveEnqueueOptions(input: unknown, defaults: ResolvedProducerOptions, now = Date.now()): ResolvedEnqueueOptions {
+  if (input === undefined || input === null) input = {};
+  if (typeof input !== 'object' || Array.isArray(input)) throw invalid('options', 'options must be an object.');
+  const o = input as Record<string, unknown>;
+  const unknown = Object.keys(o).filter(k => !ENQUEUE_KEYS.has(k) && o[k] !== undefined);
+  if (unknown.length > 0) throw invalid('options', `Unknown option(s) ${unknown.join(', ')}; allowed: ${[...ENQUEUE_KEYS].join(', ')}.`);
+  if (o['delay'] !== undefined && o['eta'] !== undefined) throw invalid('options.eta', 'Give either options.delay or options.eta, not both.');
+  let delay = o['delay'] === undefined ? 0 : integer('options.delay', o['delay'], 0, 31_536_000_000);
+  if (o['eta'] !== undefined) {
+    const eta = o['eta'];
+    const at = eta instanceof Date ? eta.getTime() : typeof eta === 'string' ? Date.parse(eta) : Number.NaN;
+    if (!Number.isFinite(at)) throw invalid('options.eta', `options.eta must be a Date or an ISO 8601 time such as "2030-01-01T09:00:00Z", got ${JSON.stringify(eta)}.`);
+    delay = Math.max(0, at - now);
+  }
+  const key = o['idempotencyKey'];
+  if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 256)) {
+    throw invalid('options.idempotencyKey', 'options.idempotencyKey must be a string of 1 to 256 characters.');
+  }
+  return {
+    queue: o['queue'] === undefined ? defaults.defaultQueue : checkQueueName(o['queue'], 'options.queue'),
+    delay,
+    priority: o['priority'] === undefined ? undefined : integer('options.priority', o['priority'], 1, 2_097_151),
+    attempts: o['attempts'] === undefined ? defaults.defaultAttempts : integer('options.attempts', o['attempts'], 1, 1000),
+    backoff: o['backoff'] === undefined ? defaults.defaultBackoff : checkBackoff(o['backoff'], 'options.backoff'),
+    idempotencyKey: key as string | undefined,
+    timeoutMs: o['timeoutMs'] === undefined ? undefined : integer('options.timeoutMs', o['timeoutMs'], 1, 86_400_000),
+  };
+}
