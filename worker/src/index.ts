@@ -1,0 +1,11 @@
+export { defineTasks, isTaskSet, DEFAULT_BACKOFF } from './tasks.js';
+export type { TaskBackoff, TaskContext, TaskDefinition, TaskHandler, TaskRateLimit, TaskSet, ResolvedTask } from './tasks.js';
+export { createWorker, TasklineWorker } from './worker.js';
+export type { WorkerState, CloseOutcome } from './worker.js';
+export { resolveWorkerOptions } from './options.js';
+export type { WorkerOptions, ResolvedWorkerOptions } from './options.js';
+export { loadTaskModule } from './task-module.js';
+export { tasklineBackoffStrategy, TASKLINE_BACKOFF_TYPE } from './backoff.js';
+export { TimeLimitError, JobRevokedError, WorkerShutdownError, UnknownTaskError, ResultNotSerializableError } from './errors.js';
+export { WorkerMetrics } from './worker-metrics.js';
+export type { JobOutcome } from './worker-metrics.js';

@@ -1,0 +1,150 @@
+import { assertQueueName, assertTaskName, ConfigError, type Logger } from '@taskline/shared';
+
+/** How long to wait between attempts. Exponential backoff always carries jitter. */
+export interface TaskBackoff {
+  /** `exponential`: delayMs·2^(n−1) with equal jitter, capped at maxDelayMs; `fixed`: delayMs each time. */
+  type: 'exponential' | 'fixed';
+  /** First (or every, for `fixed`) delay. */
+  delayMs: number;
+  /** Longest delay. @defaultValue `3_600_000` (1 h) */
+  maxDelayMs?: number;
+}
+
+/** At most `max` starts of this task per `durationMs` window, across every worker on the broker. */
+export interface TaskRateLimit {
+  max: number;
+  durationMs: number;
+}
+
+/** What a handler receives besides its data. */
+export interface TaskContext {
+  jobId: string;
+  task: string;
+  queue: string;
+  /** 1-based attempt number. */
+  attempt: number;
+  /** Attempts allowed in all. */
+  attempts: number;
+  /** Aborts at the time limit, on revoke, or on a forced shutdown; `signal.reason` says which. */
+  signal: AbortSignal;
+  /** Bound to jobId, task and queue. */
+  logger: Logger;
+  /** Reports progress (stored on the broker's job; read it with the producer's inspect). */
+  progress(value: number | object): Promise<void>;
+}
+
+// Handlers take their payload typed by the caller; `any` keeps the definition map assignable.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type TaskHandler<Data = any, Result = unknown> = (data: Data, ctx: TaskContext) => Promise<Result> | Result;
+
+export interface TaskDefinition<Data = unknown, Result = unknown> {
+  run: TaskHandler<Data, Result>;
+  /** Attempts in all, when the enqueue call gives none. @defaultValue `1` (no retry) */
+  attempts?: number;
+  /** Backoff between attempts, when the enqueue call gives none. @defaultValue exponential, 1000 ms, jitter */
+  backoff?: TaskBackoff;
+  /** Time limit per attempt; the signal aborts and the attempt fails. @defaultValue none */
+  timeoutMs?: number;
+  /** The queue the task is routed to (the producer reads it from the enqueue call). @defaultValue `default` */
+  queue?: string;
+  rateLimit?: TaskRateLimit;
+}
+
+/** A validated task with every default filled. */
+export interface ResolvedTask {
+  name: string;
+  run: TaskHandler;
+  attempts: number;
+  backoff: Required<TaskBackoff>;
+  timeoutMs: number | null;
+  queue: string | null;
+  rateLimit: TaskRateLimit | null;
+}
+
+/** The frozen result of `defineTasks`: what `createWorker({ tasks })` and `--tasks <module>` take. */
+export interface TaskSet {
+  readonly kind: 'taskline.tasks';
+  readonly tasks: ReadonlyMap<string, ResolvedTask>;
+}
+
+export const DEFAULT_BACKOFF: Required<TaskBackoff> = { type: 'exponential', delayMs: 1000, maxDelayMs: 3_600_000 };
+
+function invalid(task: string, field: string, message: string): ConfigError {
+  return new ConfigError('TASK_INVALID', `${task}.${field}`, `Task "${task}": ${field} ${message}`);
+}
+
+function positiveInt(task: string, field: string, value: unknown, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+    throw invalid(task, field, `must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}.`);
+  }
+  return value;
+}
+
+function resolveBackoff(task: string, backoff: TaskBackoff | undefined): Required<TaskBackoff> {
+  if (backoff === undefined) return DEFAULT_BACKOFF;
+  if (backoff === null || typeof backoff !== 'object') throw invalid(task, 'backoff', 'must be { type, delayMs, maxDelayMs? }.');
+  if (backoff.type !== 'exponential' && backoff.type !== 'fixed') {
+    throw invalid(task, 'backoff.type', `must be "exponential" or "fixed", got ${JSON.stringify(backoff.type)}.`);
+  }
+  const delayMs = positiveInt(task, 'backoff.delayMs', backoff.delayMs, 86_400_000);
+  const maxDelayMs = backoff.maxDelayMs === undefined ? Math.max(delayMs, DEFAULT_BACKOFF.maxDelayMs) : positiveInt(task, 'backoff.maxDelayMs', backoff.maxDelayMs, 86_400_000);
+  if (maxDelayMs < delayMs) throw invalid(task, 'backoff.maxDelayMs', `(${maxDelayMs}) is below backoff.delayMs (${delayMs}); raise it.`);
+  return { type: backoff.type, delayMs, maxDelayMs };
+}
+
+function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
+  try {
+    assertTaskName(name);
+  } catch (err) {
+    throw new ConfigError('TASK_INVALID', name, (err as Error).message);
+  }
+  if (def === null || typeof def !== 'object' || typeof def.run !== 'function') {
+    throw invalid(name, 'run', 'must be a function (data, ctx) => result.');
+  }
+  const known = new Set(['run', 'attempts', 'backoff', 'timeoutMs', 'queue', 'rateLimit']);
+  for (const key of Object.keys(def)) {
+    if (!known.has(key)) throw invalid(name, key, `is not a task option; use one of ${[...known].join(', ')}.`);
+  }
+  let queue: string | null = null;
+  if (def.queue !== undefined) {
+    try {
+      queue = assertQueueName(def.queue);
+    } catch (err) {
+      throw invalid(name, 'queue', (err as Error).message);
+    }
+  }
+  let rateLimit: TaskRateLimit | null = null;
+  if (def.rateLimit !== undefined) {
+    rateLimit = {
+      max: positiveInt(name, 'rateLimit.max', def.rateLimit?.max, 1_000_000),
+      durationMs: positiveInt(name, 'rateLimit.durationMs', def.rateLimit?.durationMs, 86_400_000),
+    };
+  }
+  return {
+    name,
+    run: def.run as TaskHandler,
+    attempts: def.attempts === undefined ? 1 : positiveInt(name, 'attempts', def.attempts, 1000),
+    backoff: resolveBackoff(name, def.backoff),
+    timeoutMs: def.timeoutMs === undefined ? null : positiveInt(name, 'timeoutMs', def.timeoutMs, 2_147_483_647),
+    queue,
+    rateLimit,
+  };
+}
+
+/**
+ * Declares a module's tasks: `export default defineTasks({ 'send-email': { run: async (data, ctx) => … } })`.
+ * Names and options are validated here, so a typo fails at start-up, not at the first job.
+ */
+export function defineTasks(definitions: Record<string, TaskDefinition<any, unknown>>): TaskSet {
+  if (definitions === null || typeof definitions !== 'object' || Array.isArray(definitions)) {
+    throw new ConfigError('TASK_INVALID', 'tasks', 'defineTasks() takes an object mapping task names to { run, ...options }.');
+  }
+  const tasks = new Map<string, ResolvedTask>();
+  for (const [name, def] of Object.entries(definitions)) tasks.set(name, resolveTask(name, def as TaskDefinition));
+  if (tasks.size === 0) throw new ConfigError('TASK_INVALID', 'tasks', 'defineTasks() was given no tasks; define at least one.');
+  return Object.freeze({ kind: 'taskline.tasks' as const, tasks });
+}
+
+export function isTaskSet(value: unknown): value is TaskSet {
+  return typeof value === 'object' && value !== null && (value as TaskSet).kind === 'taskline.tasks' && (value as TaskSet).tasks instanceof Map;
+}

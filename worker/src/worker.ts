@@ -1,0 +1,248 @@
+import { hostname } from 'node:os';
+import { Queue, Worker } from 'bullmq';
+import type { Registry } from 'prom-client';
+import {
+  createConnections,
+  parseIntegerSetting,
+  resolveConnectionOptions,
+  ResultBackend,
+  type ReadinessReport,
+  type TasklineConnections,
+} from '@taskline/shared';
+import { tasklineBackoffStrategy } from './backoff.js';
+import { JobRevokedError, WorkerShutdownError } from './errors.js';
+import { createJobProcessor } from './job-runner.js';
+import { JobStartRecorder } from './job-start.js';
+import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
+import { TaskRateLimiter } from './rate-limiter.js';
+import { cachedDepthSource, WorkerMetrics, type QueueCounts } from './worker-metrics.js';
+
+export type WorkerState = 'starting' | 'ready' | 'draining' | 'closed';
+
+/** How `close()` ended: every in-flight job finished, or the grace ran out (or a second signal came). */
+export type CloseOutcome = 'drained' | 'forced';
+
+/** Completed jobs stay on the broker for an hour (at most 1000), failed ones for a week (at most 10 000). */
+const KEEP_COMPLETED = { age: 3600, count: 1000 };
+const KEEP_FAILED = { age: 7 * 86_400, count: 10_000 };
+/** After forcing, how long BullMQ gets to hand jobs back before the connections are cut. */
+const FORCE_CLOSE_MS = 5000;
+const DEPTH_CACHE_MS = 2000;
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>(resolve => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Runs tasks from one or more queues: one BullMQ Worker per queue on the broker, results in
+ * the result backend. `start()` connects and consumes; `close()` drains within the grace period.
+ */
+export class TasklineWorker {
+  readonly options: ResolvedWorkerOptions;
+  readonly connections: TasklineConnections;
+  readonly registry: Registry;
+  readonly #metrics: WorkerMetrics;
+  readonly #running = new Map<string, AbortController>();
+  readonly #workers = new Map<string, Worker>();
+  readonly #runs: Array<Promise<void>> = [];
+  #queues: Map<string, Queue> | null = null;
+  #results: ResultBackend | null = null;
+  #cleanups: Array<() => unknown> = [];
+  #state: WorkerState = 'starting';
+  #startPromise: Promise<void> | null = null;
+  #closePromise: Promise<CloseOutcome> | null = null;
+  #forceRequested = false;
+  #force: () => void = () => {
+    this.#forceRequested = true;
+  };
+
+  constructor(options: WorkerOptions) {
+    this.options = resolveWorkerOptions(options);
+    const o = this.options;
+    this.connections = createConnections({
+      options: resolveConnectionOptions(o.connection, o.env),
+      role: 'worker',
+      component: 'worker',
+      logger: o.logger,
+      ...(o.registry ? { registry: o.registry } : {}),
+    });
+    this.registry = this.connections.registry;
+    this.#metrics = new WorkerMetrics(this.registry);
+    this.#metrics.ready.set(0);
+  }
+
+  get state(): WorkerState {
+    return this.#state;
+  }
+
+  /** Jobs running now, across all queues. */
+  get activeJobs(): number {
+    return this.#running.size;
+  }
+
+  /** Connects both services and starts consuming every queue. Resolves once all are consuming. */
+  start(): Promise<void> {
+    this.#startPromise ??= this.#start();
+    return this.#startPromise;
+  }
+
+  async #start(): Promise<void> {
+    const o = this.options;
+    await this.connections.connect();
+    const expiresSeconds = parseIntegerSetting('RESULT_EXPIRES', o.env['RESULT_EXPIRES'], { min: 1, max: 31_536_000 });
+    const results = new ResultBackend({
+      service: this.connections.backend,
+      prefix: o.prefix,
+      writeDeadlineMs: o.resultWriteDeadlineMs,
+      logger: o.logger,
+      ...(expiresSeconds === undefined ? {} : { expiresSeconds }),
+    });
+    this.#results = results;
+    this.#cleanups.push(await results.onRevoke(jobId => this.#running.get(jobId)?.abort(new JobRevokedError(jobId))));
+    const starts = new JobStartRecorder(this.connections.backend, id => results.key(id), results.expiresSeconds, o.resultWriteDeadlineMs);
+    const rateLimiter = new TaskRateLimiter(o.prefix);
+    const workerId = `${hostname()}:${process.pid}`;
+    for (const queue of o.queues) {
+      if (this.#closePromise) return;
+      const connection = await this.connections.broker.bullmqConnection(1);
+      const processor = createJobProcessor({
+        tasks: o.tasks,
+        queue,
+        broker: this.connections.broker,
+        results,
+        starts,
+        rateLimiter,
+        metrics: this.#metrics,
+        logger: o.logger,
+        workerId,
+        running: this.#running,
+      });
+      const worker = new Worker(queue, processor, {
+        connection,
+        prefix: o.prefix,
+        concurrency: o.concurrency,
+        autorun: false,
+        lockDuration: o.lockDurationMs,
+        stalledInterval: o.stalledIntervalMs,
+        maxStalledCount: o.maxStalledCount,
+        removeOnComplete: KEEP_COMPLETED,
+        removeOnFail: KEEP_FAILED,
+        settings: { backoffStrategy: tasklineBackoffStrategy },
+      });
+      worker.on('error', err => o.logger.error('Queue worker error', { queue, error: err }));
+      this.#workers.set(queue, worker);
+      this.#runs.push(
+        worker.run().catch((err: unknown) => {
+          o.logger.error('Queue worker stopped', { queue, error: err });
+        }),
+      );
+      await worker.waitUntilReady();
+    }
+    this.#cleanups.push(this.#metrics.addDepthSource(cachedDepthSource(() => this.#queueDepths(), DEPTH_CACHE_MS)));
+    if (this.#closePromise) return;
+    this.#state = 'ready';
+    this.#metrics.ready.set(1);
+    o.logger.info('Worker ready', { queues: o.queues, concurrency: o.concurrency });
+  }
+
+  async #queueDepths(): Promise<Array<{ queue: string; counts: QueueCounts }>> {
+    if (this.#state === 'closed' || this.#state === 'draining') return [];
+    this.#queues ??= new Map();
+    const out: Array<{ queue: string; counts: QueueCounts }> = [];
+    for (const name of this.options.queues) {
+      let queue = this.#queues.get(name);
+      if (!queue) {
+        queue = new Queue(name, { connection: this.connections.broker.client(), prefix: this.options.prefix });
+        this.#queues.set(name, queue);
+      }
+      const [counts, paused] = await Promise.all([
+        queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'),
+        queue.isPaused(),
+      ]);
+      // BullMQ 6 has no paused list: a paused queue's waiting jobs are reported as paused.
+      const waiting = (counts['waiting'] ?? 0) + (counts['prioritized'] ?? 0);
+      out.push({ queue: name, counts: { ...counts, waiting: paused ? 0 : waiting, paused: paused ? waiting : 0 } });
+    }
+    return out;
+  }
+
+  /**
+   * Ready when both connections answer, every queue's BullMQ worker runs with its blocking
+   * connection up, and the worker is not draining. A worker that lost its blocking connection
+   * (and so silently stopped consuming) reports not ready.
+   */
+  async readiness(): Promise<ReadinessReport> {
+    const health = await this.connections.checkHealth();
+    const queues = await Promise.all(
+      [...this.#workers].map(async ([queue, worker]) => {
+        const blocking = worker.getBackend().blockingClient;
+        const client = blocking ? await withTimeout(blocking, 1000) : 'timeout';
+        const status = client === 'timeout' ? 'unknown' : client.status;
+        return { queue, running: worker.isRunning(), blockingConnection: status };
+      }),
+    );
+    const consuming = queues.length === this.options.queues.length && queues.every(q => q.running && q.blockingConnection === 'ready');
+    const ok = this.#state === 'ready' && health.ok && consuming;
+    this.#metrics.ready.set(ok ? 1 : 0);
+    const failing = [health.broker, health.backend].filter(h => !h.ok).map(h => `${h.label}: ${h.error ?? 'unreachable'}`);
+    return { ok, state: this.#state, broker: health.broker.ok, backend: health.backend.ok, queues, ...(failing.length ? { errors: failing } : {}) };
+  }
+
+  /**
+   * Stops taking jobs and lets in-flight ones finish within `shutdownGraceMs`; then (or at once
+   * with `{ force: true }`, e.g. on a second signal) aborts their signals and hands them back to
+   * the queue. Closes the result backend and the connections last. Safe to call twice.
+   */
+  close(options: { force?: boolean } = {}): Promise<CloseOutcome> {
+    if (options.force) this.#force();
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<CloseOutcome> {
+    const o = this.options;
+    this.#state = 'draining';
+    this.#metrics.ready.set(0);
+    o.logger.info('Worker draining', { inFlight: this.#running.size, graceMs: o.shutdownGraceMs });
+    await this.#startPromise?.catch(() => undefined);
+    const workers = [...this.#workers.values()];
+    const drained = Promise.allSettled(workers.map(w => w.close())).then(() => 'drained' as const);
+    const forced = new Promise<'forced'>(resolve => {
+      this.#force = () => resolve('forced');
+      if (this.#forceRequested) resolve('forced');
+    });
+    const timer = setTimeout(() => this.#force(), o.shutdownGraceMs);
+    const outcome = await Promise.race([drained, forced]);
+    clearTimeout(timer);
+    if (outcome === 'forced') {
+      o.logger.warn('Shutdown forced; aborting in-flight jobs', { inFlight: this.#running.size });
+      for (const controller of this.#running.values()) controller.abort(new WorkerShutdownError());
+      if ((await withTimeout(drained, FORCE_CLOSE_MS)) === 'timeout') o.logger.warn('BullMQ did not close in time; cutting the connections');
+    }
+    const steps: Array<[string, () => unknown]> = [
+      ...this.#cleanups.map((fn, i) => [`cleanup ${i}`, fn] as [string, () => unknown]),
+      ['result backend', () => this.#results?.close()],
+      ...[...(this.#queues?.values() ?? [])].map(q => ['metrics queue', () => withTimeout(q.close(), 2000)] as [string, () => unknown]),
+      ['connections', () => this.connections.close()],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        o.logger.warn(`Closing the ${name} failed`, { error: err });
+      }
+    }
+    this.#state = 'closed';
+    o.logger.info('Worker closed', { outcome });
+    return outcome;
+  }
+}
+
+/** Builds a worker (not yet connected: call `start()`). */
+export function createWorker(options: WorkerOptions): TasklineWorker {
+  return new TasklineWorker(options);
+}
