@@ -50,6 +50,8 @@ interface ClientState {
   established: boolean;
   /** Lost its connection after having been ready. */
   interrupted: boolean;
+  /** disconnect() or quit() was called: never hand it out again (its status lags). */
+  closing: boolean;
   holdsSlot: boolean;
   lastError: unknown;
   connectingAt: number;
@@ -152,7 +154,7 @@ export class RedisService {
       const idle = this.#idle.pop();
       if (!idle) break;
       clearTimeout(idle.timer);
-      if (idle.client.status === 'ready') client = idle.client;
+      if (this.#usable(idle.client)) client = idle.client;
       else idle.client.disconnect();
     }
     this.#slots.setIdle(this.#idle.length);
@@ -180,7 +182,7 @@ export class RedisService {
 
   #giveBack(client: Redis): void {
     // Someone waits for a slot: close this connection so its slot passes to them in FIFO order.
-    if (this.#closing || client.status !== 'ready' || this.#slots.waiting > 0) {
+    if (this.#closing || !this.#usable(client) || this.#slots.waiting > 0) {
       client.disconnect();
       return;
     }
@@ -191,6 +193,10 @@ export class RedisService {
     timer.unref();
     this.#idle.push({ client, timer });
     this.#slots.setIdle(this.#idle.length);
+  }
+
+  #usable(client: Redis): boolean {
+    return client.status === 'ready' && this.#states.get(client)?.closing !== true;
   }
 
   /** An idle connection that closed (server timeout, network) leaves the pool. */
@@ -233,7 +239,7 @@ export class RedisService {
 
   /** Makes one counted connection. The caller has taken its slot. */
   #create(purpose: Purpose, extra: Partial<RedisOptions>, holdsSlot: boolean): Redis {
-    const state: ClientState = { established: false, interrupted: false, holdsSlot, lastError: undefined, connectingAt: 0 };
+    const state: ClientState = { established: false, interrupted: false, closing: false, holdsSlot, lastError: undefined, connectingAt: 0 };
     const options = this.#options(purpose, extra);
     options.retryStrategy = (times: number) => {
       if (this.#closing) return null;
@@ -248,7 +254,22 @@ export class RedisService {
     Object.defineProperty(client, 'duplicate', {
       value: (override?: Partial<RedisOptions>) => this.#duplicate(override),
     });
+    const disconnect = client.disconnect.bind(client);
+    Object.defineProperty(client, 'disconnect', {
+      value: (reconnect?: boolean) => {
+        if (!reconnect) state.closing = true;
+        return disconnect(reconnect);
+      },
+    });
+    const quit = client.quit.bind(client);
+    Object.defineProperty(client, 'quit', {
+      value: (...args: Parameters<Redis['quit']>) => {
+        state.closing = true;
+        return quit(...args);
+      },
+    });
     client.on('connecting', () => {
+      state.closing = false;
       state.connectingAt = performance.now();
       this.#clients.add(client);
       if (!state.holdsSlot && !this.#closing) {
