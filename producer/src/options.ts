@@ -6,6 +6,7 @@ import {
   parseIntegerSetting,
   resolvePrefix,
   type ConnectionOptions,
+  type ResolvedConnectionOptions,
   type Logger,
   type TasklineConnections,
 } from '@taskline/shared';
@@ -21,8 +22,8 @@ export interface BackoffOption {
 }
 
 export interface ProducerOptions {
-  /** Connection settings, layered over REDIS_* / RESULT_REDIS_*. Ignored when `connections` is given. */
-  connection?: ConnectionOptions;
+  /** Connection settings, layered over REDIS_* / RESULT_REDIS_* of `env`. Ignored when `connections` is given. */
+  connection?: ConnectionOptions | ResolvedConnectionOptions;
   /** Connections made by the caller (and closed by the caller). @defaultValue made and owned by the producer */
   connections?: TasklineConnections;
   /** BullMQ key prefix and result-key prefix. @defaultValue `TASKLINE_PREFIX` or `taskline` */
@@ -50,7 +51,7 @@ export interface ProducerOptions {
 }
 
 export interface ResolvedProducerOptions {
-  connection: ConnectionOptions;
+  connection: ConnectionOptions | ResolvedConnectionOptions;
   connections: TasklineConnections | null;
   prefix: string;
   defaultQueue: string;

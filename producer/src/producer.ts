@@ -8,10 +8,13 @@ import {
   assertTaskName,
   createConnections,
   isTerminalState,
+  resolveConnectionOptions,
   toConnectionError,
   type HealthReport,
   type JobResultRecord,
   type Logger,
+  type ResolvedConnectionOptions,
+  type ConnectionOptions,
   type TasklineConnections,
 } from '@taskline/shared';
 import { JobNotFoundError, JobStateError, PayloadTooLargeError, ValidationError } from './errors.js';
@@ -55,6 +58,10 @@ export function idempotentJobId(key: string): string {
   return `idem-${createHash('sha256').update(key).digest('hex').slice(0, 40)}`;
 }
 
+function isResolved(options: ConnectionOptions | ResolvedConnectionOptions): options is ResolvedConnectionOptions {
+  return Array.isArray((options as ResolvedConnectionOptions).warnings);
+}
+
 const REMOVABLE_STATES = new Set(['waiting', 'delayed', 'prioritized', 'paused', 'waiting-children']);
 
 /**
@@ -82,7 +89,9 @@ export class Producer {
     this.connections =
       this.options.connections ??
       createConnections({
-        options: this.options.connection,
+        options: isResolved(this.options.connection)
+          ? this.options.connection
+          : resolveConnectionOptions(this.options.connection, this.options.env),
         role: 'producer',
         component: 'producer',
         logger: this.#logger,
