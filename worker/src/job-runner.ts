@@ -52,8 +52,8 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       metrics.jobs.inc({ task: job.name, queue, outcome: 'failure' });
       throw new UnrecoverableError(error.message);
     }
-    // The enqueue call's attempts/backoff win; a job that carries none gets the task's.
-    job.opts.attempts ??= task.attempts;
+    // The enqueue call's attempts/backoff win; a job that carries none (BullMQ stores 0) gets the task's.
+    if (!job.opts.attempts) job.opts.attempts = task.attempts;
     job.opts.backoff ??= encodeBackoff(task.backoff);
     const attempts = job.opts.attempts;
     const attempt = job.attemptsMade + 1;

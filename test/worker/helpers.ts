@@ -1,0 +1,117 @@
+import { randomUUID } from 'node:crypto';
+import { Queue, type JobsOptions } from 'bullmq';
+import {
+  createConnections,
+  resolveConnectionOptions,
+  ResultBackend,
+  type JobResultRecord,
+  type TasklineConnections,
+} from '@taskline/shared';
+import { createWorker, type TasklineWorker, type WorkerOptions } from '@taskline/worker';
+import { startRedis, type RunningRedis } from '../harness/index.js';
+import { envFor } from '../shared/helpers.js';
+
+/** A TLS broker and a separate TLS result backend. */
+export interface RedisPair {
+  broker: RunningRedis;
+  backend: RunningRedis;
+  env: Record<string, string>;
+}
+
+export async function startPair(): Promise<RedisPair> {
+  const broker = await startRedis({ tls: true });
+  const backend = await startRedis({ tls: true });
+  return { broker, backend, env: envFor(broker, backend) };
+}
+
+export function uniquePrefix(): string {
+  return `t${randomUUID().slice(0, 8)}`;
+}
+
+/** Enqueues with BullMQ directly (job name = task, data = payload) and reads results, like a producer. */
+export class TestClient {
+  readonly connections: TasklineConnections;
+  readonly results: ResultBackend;
+  readonly #queues = new Map<string, Queue>();
+
+  constructor(readonly env: Record<string, string>, readonly prefix: string) {
+    this.connections = createConnections({
+      options: resolveConnectionOptions({ healthCheckIntervalMs: 0 }, env),
+      role: 'producer',
+      component: 'test-client',
+    });
+    this.results = new ResultBackend({ service: this.connections.backend, prefix, recheckIntervalMs: 200 });
+  }
+
+  async queue(name = 'default'): Promise<Queue> {
+    let queue = this.#queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: await this.connections.broker.bullmqConnection(), prefix: this.prefix });
+      this.#queues.set(name, queue);
+    }
+    return queue;
+  }
+
+  async enqueue(task: string, data: unknown, opts: JobsOptions = {}, queueName = 'default'): Promise<string> {
+    const queue = await this.queue(queueName);
+    const job = await queue.add(task, data, { jobId: randomUUID(), ...opts });
+    return job.id ?? '';
+  }
+
+  waitFor(jobId: string, timeoutMs = 15_000): Promise<JobResultRecord> {
+    return this.results.waitFor(jobId, { timeoutMs });
+  }
+
+  async close(): Promise<void> {
+    for (const queue of this.#queues.values()) await queue.close();
+    this.#queues.clear();
+    await this.results.close();
+    await this.connections.close();
+  }
+}
+
+const workers = new Set<TasklineWorker>();
+const clients = new Set<TestClient>();
+
+export function client(env: Record<string, string>, prefix: string): TestClient {
+  const c = new TestClient(env, prefix);
+  clients.add(c);
+  return c;
+}
+
+/** Starts an in-process worker that `closeAll()` closes. */
+export async function startWorker(options: WorkerOptions): Promise<TasklineWorker> {
+  const worker = createWorker({ shutdownGraceMs: 5000, ...options });
+  workers.add(worker);
+  await worker.start();
+  return worker;
+}
+
+/** Closes every worker and client; returns how many Redis connections they left open (want 0). */
+export async function closeAll(): Promise<number> {
+  let open = 0;
+  for (const w of workers) {
+    await w.close({ force: true });
+    open += w.connections.broker.openConnections + w.connections.backend.openConnections;
+  }
+  workers.clear();
+  for (const c of clients) {
+    await c.close();
+    open += c.connections.broker.openConnections + c.connections.backend.openConnections;
+  }
+  clients.clear();
+  return open;
+}
+
+/** Everything opened by these helpers is closed (and its connections with it). */
+export function openCount(): number {
+  return workers.size + clients.size;
+}
+
+export async function until(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise(resolve => setTimeout(resolve, 25));
+  }
+}
