@@ -32,7 +32,7 @@ export function uniquePrefix(): string {
 export class TestClient {
   readonly connections: TasklineConnections;
   readonly results: ResultBackend;
-  readonly #queues = new Map<string, Queue>();
+  readonly #queues = new Map<string, Promise<Queue>>();
 
   constructor(readonly env: Record<string, string>, readonly prefix: string) {
     this.connections = createConnections({
@@ -43,10 +43,10 @@ export class TestClient {
     this.results = new ResultBackend({ service: this.connections.backend, prefix, recheckIntervalMs: 200 });
   }
 
-  async queue(name = 'default'): Promise<Queue> {
+  queue(name = 'default'): Promise<Queue> {
     let queue = this.#queues.get(name);
     if (!queue) {
-      queue = new Queue(name, { connection: await this.connections.broker.bullmqConnection(), prefix: this.prefix });
+      queue = this.connections.broker.bullmqConnection().then(connection => new Queue(name, { connection, prefix: this.prefix }));
       this.#queues.set(name, queue);
     }
     return queue;
@@ -63,7 +63,7 @@ export class TestClient {
   }
 
   async close(): Promise<void> {
-    for (const queue of this.#queues.values()) await queue.close();
+    for (const queue of this.#queues.values()) await (await queue).close();
     this.#queues.clear();
     await this.results.close();
     await this.connections.close();

@@ -1,0 +1,123 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { runningRedisCount } from '../harness/index.js';
+import { client, closeAll, openCount, startPair, uniquePrefix, until, type RedisPair } from './helpers.js';
+
+const BIN = fileURLToPath(new URL('../../worker/bin/taskline-worker.js', import.meta.url));
+const TASKS = fileURLToPath(new URL('../../worker/examples/tasks.ts', import.meta.url));
+
+interface Spawned {
+  child: ChildProcess;
+  output: string[];
+  exited: Promise<number | null>;
+}
+
+const children = new Set<ChildProcess>();
+
+function spawnWorker(env: Record<string, string>, args: string[] = []): Spawned {
+  const child = spawn(process.execPath, [BIN, 'start', '--tasks', TASKS, '--metrics-port', '0', ...args], {
+    env: { PATH: process.env['PATH'] ?? '', LOG_FORMAT: 'json', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  const output: string[] = [];
+  child.stdout?.on('data', (c: Buffer) => output.push(c.toString()));
+  child.stderr?.on('data', (c: Buffer) => output.push(c.toString()));
+  const exited = new Promise<number | null>(resolve => child.once('exit', code => {
+    children.delete(child);
+    resolve(code);
+  }));
+  return { child, output, exited };
+}
+
+const ready = (w: Spawned) => until(() => w.output.join('').includes('"Worker ready"'), 20_000, 'worker ready');
+
+describe('taskline-worker process', function () {
+  let redis: RedisPair;
+  let prefix: string;
+
+  before(async function () {
+    redis = await startPair();
+  });
+  after(async function () {
+    await redis.broker.stop();
+    await redis.backend.stop();
+    expect(runningRedisCount()).to.equal(0);
+  });
+  beforeEach(function () {
+    prefix = uniquePrefix();
+  });
+  afterEach(async function () {
+    for (const child of children) child.kill('SIGKILL');
+    await until(() => children.size === 0, 5000, 'children gone');
+    expect(await closeAll()).to.equal(0);
+    expect(openCount()).to.equal(0);
+  });
+
+  it('drains in-flight jobs on SIGTERM: all finish, none lost, exit code 0', async function () {
+    const worker = spawnWorker({ ...redis.env, TASKLINE_PREFIX: prefix, TASKLINE_CONCURRENCY: '4' });
+    await ready(worker);
+    const producer = client(redis.env, prefix);
+    const ids = await Promise.all(Array.from({ length: 4 }, () => producer.enqueue('sleep', { ms: 1500 })));
+    await until(async () => {
+      const records = await Promise.all(ids.map(id => producer.results.get(id)));
+      return records.every(r => r?.state === 'STARTED');
+    }, 10_000, 'all STARTED');
+    worker.child.kill('SIGTERM');
+    const code = await worker.exited;
+    const log = worker.output.join('');
+    expect(code, log).to.equal(0);
+    expect(log).to.include('draining');
+    expect(log).to.include('"Worker closed"');
+    const records = await Promise.all(ids.map(id => producer.results.get(id)));
+    expect(records.map(r => r?.state)).to.deep.equal(['SUCCESS', 'SUCCESS', 'SUCCESS', 'SUCCESS']);
+  });
+
+  it('a second signal forces: in-flight jobs go back to the queue and the exit code is non-zero', async function () {
+    const worker = spawnWorker({ ...redis.env, TASKLINE_PREFIX: prefix });
+    await ready(worker);
+    const producer = client(redis.env, prefix);
+    const id = await producer.enqueue('sleep', { ms: 30_000 });
+    await until(async () => (await producer.results.get(id))?.state === 'STARTED', 10_000, 'STARTED');
+    worker.child.kill('SIGTERM');
+    await until(() => worker.output.join('').includes('draining'), 5000, 'draining');
+    worker.child.kill('SIGTERM');
+    const code = await worker.exited;
+    expect(code).to.not.equal(0);
+    const state = await (await producer.queue()).getJobState(id);
+    expect(['waiting', 'delayed']).to.include(state);
+  });
+
+  it('two worker processes split one queue', async function () {
+    const env = { ...redis.env, TASKLINE_PREFIX: prefix, TASKLINE_CONCURRENCY: '2' };
+    const a = spawnWorker(env);
+    const b = spawnWorker(env);
+    await Promise.all([ready(a), ready(b)]);
+    const producer = client(redis.env, prefix);
+    const ids = await Promise.all(Array.from({ length: 12 }, () => producer.enqueue('sleep', { ms: 200 })));
+    const records = await Promise.all(ids.map(id => producer.waitFor(id, 20_000)));
+    expect(records.every(r => r.state === 'SUCCESS')).to.equal(true);
+    const byWorker = new Set(records.map(r => r.worker));
+    expect(byWorker.size, JSON.stringify([...byWorker])).to.equal(2);
+    a.child.kill('SIGTERM');
+    b.child.kill('SIGTERM');
+    expect(await a.exited).to.equal(0);
+    expect(await b.exited).to.equal(0);
+  });
+
+  it('refuses a tasks module that exports no tasks, with the fix in the message', async function () {
+    const notTasks = fileURLToPath(new URL('../../worker/dist/errors.js', import.meta.url));
+    const child = spawn(process.execPath, [BIN, 'start', '--tasks', notTasks], { env: { PATH: process.env['PATH'] ?? '', ...redis.env } });
+    children.add(child);
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    const code = await new Promise<number | null>(resolve => child.once('exit', c => {
+      children.delete(child);
+      resolve(c);
+    }));
+    expect(code).to.equal(2);
+    expect(err).to.include('exports no tasks');
+    expect(err).to.include('defineTasks');
+  });
+});
