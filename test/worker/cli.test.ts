@@ -106,6 +106,42 @@ describe('taskline-worker process', function () {
     expect(await b.exited).to.equal(0);
   });
 
+  it('redelivers the job of a worker killed with SIGKILL mid-job (at-least-once)', async function () {
+    const env = { ...redis.env, TASKLINE_PREFIX: prefix, TASKLINE_LOCK_DURATION_MS: '1500', TASKLINE_STALLED_INTERVAL_MS: '500' };
+    const first = spawnWorker(env);
+    await ready(first);
+    const producer = client(redis.env, prefix);
+    const id = await producer.enqueue('sleep', { ms: 1000 });
+    await until(async () => (await producer.results.get(id))?.state === 'STARTED', 10_000, 'STARTED');
+    const firstWorker = (await producer.results.get(id))?.worker;
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const second = spawnWorker(env);
+    await ready(second);
+    const record = await producer.waitFor(id, 20_000);
+    expect(record.state).to.equal('SUCCESS');
+    expect(record.worker).to.not.equal(firstWorker);
+  });
+
+  it('serves /readyz (200 while consuming) and /metrics with the job metrics', async function () {
+    const worker = spawnWorker({ ...redis.env, TASKLINE_PREFIX: prefix });
+    await ready(worker);
+    const line = worker.output.join('').split('\n').find(l => l.includes('Serving /metrics'));
+    const port = (JSON.parse(line ?? '{}') as { port?: number }).port;
+    expect(port).to.be.a('number');
+    const readyz = await fetch(`http://127.0.0.1:${port}/readyz`);
+    const body = (await readyz.json()) as { ok: boolean; queues: Array<{ blockingConnection: string }> };
+    expect(readyz.status, JSON.stringify(body)).to.equal(200);
+    expect(body.queues[0]?.blockingConnection).to.equal('ready');
+    const producer = client(redis.env, prefix);
+    await producer.waitFor(await producer.enqueue('add', { a: 1, b: 1 }));
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).to.match(/taskline_jobs_total\{task="add",queue="default",outcome="success"\} 1/);
+    expect(metrics).to.match(/taskline_worker_ready 1/);
+    worker.child.kill('SIGTERM');
+    expect(await worker.exited).to.equal(0);
+  });
+
   it('refuses a tasks module that exports no tasks, with the fix in the message', async function () {
     const notTasks = fileURLToPath(new URL('../../worker/dist/errors.js', import.meta.url));
     const child = spawn(process.execPath, [BIN, 'start', '--tasks', notTasks], { env: { PATH: process.env['PATH'] ?? '', ...redis.env } });
