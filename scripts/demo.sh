@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The demo, from a fresh clone: install, build, dev certificates, two TLS-only Redis servers
+# (broker + result backend), two workers, the beat, the HTTP API, a batch of example jobs.
+# Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v pnpm >/dev/null 2>&1; then
+  echo "Installing pnpm 12 with npm (corepack is not needed)..."
+  npm install -g pnpm@12 >/dev/null
+fi
+pnpm install --frozen-lockfile --reporter=silent
+pnpm run --silent build
+if [ ! -f certs/dev/ca.crt ]; then
+  certs/generate-certs.sh --out certs/dev >/dev/null
+  echo "Generated development certificates in certs/dev (CA, server, client)."
+fi
+exec node scripts/demo.mjs "$@"
