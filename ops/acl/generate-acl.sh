@@ -102,8 +102,9 @@ BULLMQ="+eval +evalsha +script|load +script|exists +multi +exec +discard +watch 
 +zadd +zrem +zcard +zcount +zscore +zrank +zrevrank +zincrby +zpopmin +zrange +zrangebyscore +zrangebylex \
 +zrevrange +zrevrangebyscore +zlexcount +zremrangebyscore +zremrangebyrank +zscan"
 
-# What the result backend needs: TTL'd records, a transaction to write + notify, pub/sub for waits and revokes.
-RESULTS="+get +set +del +exists +expire +ttl +pttl +multi +exec +discard +publish +subscribe +unsubscribe"
+# What the result backend needs: TTL'd records, a transaction to write + notify, pub/sub for waits and
+# revokes, and the Lua guard that records STARTED without overwriting a final state.
+RESULTS="+get +set +del +exists +expire +ttl +pttl +multi +exec +discard +publish +subscribe +unsubscribe +eval +evalsha +script|load +script|exists"
 
 # Read-only: health checks and exporters see INFO, PING and queue lengths, never job data.
 METRICS="+hello +auth +ping +quit +info +client|setname $SETINFO +llen +zcard +hlen +xlen +scard +type +exists +ttl +pttl"
@@ -111,14 +112,20 @@ METRICS="+hello +auth +ping +quit +info +client|setname $SETINFO +llen +zcard +h
 if [[ "$SERVICE" == broker ]]; then APP=$BULLMQ; else APP=$RESULTS; fi
 SCOPE="resetkeys resetchannels ~${PREFIX}:* &${PREFIX}:*"
 
+# Hashed up front, outside any command substitution, so a missing file stops the script.
+declare -A HASH
+for user in "${USERS[@]}"; do
+  HASH[$user]=$(password_hash "$SECRETS_DIR/redis_${user}_password")
+done
+
 render() {
   # Redis ACL files allow no comments: the header lives in docs/OPERATIONS.md.
   echo "user default off resetpass nopass resetkeys resetchannels -@all"
   for user in producer worker scheduler; do
-    echo "user $user on resetpass #$(password_hash "$SECRETS_DIR/redis_${user}_password") $SCOPE -@all $CONNECTION $APP"
+    echo "user $user on resetpass #${HASH[$user]} $SCOPE -@all $CONNECTION $APP"
   done
-  echo "user metrics on resetpass #$(password_hash "$SECRETS_DIR/redis_metrics_password") resetkeys resetchannels %R~${PREFIX}:* -@all $METRICS"
-  echo "user admin on resetpass #$(password_hash "$SECRETS_DIR/redis_admin_password") ~* &* +@all"
+  echo "user metrics on resetpass #${HASH[metrics]} resetkeys resetchannels %R~${PREFIX}:* -@all $METRICS"
+  echo "user admin on resetpass #${HASH[admin]} ~* &* +@all"
 }
 
 if [[ -z "$OUT" ]]; then
