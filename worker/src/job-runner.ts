@@ -45,7 +45,15 @@ export function createJobProcessor(deps: JobRunnerDeps) {
   return async function processJob(job: Job, token?: string, bullSignal?: AbortSignal): Promise<null> {
     const jobId = job.id ?? '';
     const task = tasks.tasks.get(job.name);
-    const logger = deps.logger.child({ jobId, task: job.name, queue });
+    // Built on first use: a winston child per job is measurable on the hot path.
+    let bound: Logger | null = null;
+    const logger = new Proxy({} as Logger, {
+      get: (_target, property) => {
+        bound ??= deps.logger.child({ jobId, task: job.name, queue });
+        const value = Reflect.get(bound, property, bound) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(bound) : value;
+      },
+    });
     if (!task) {
       const error = new UnknownTaskError(job.name, queue, known);
       await writeOutcome(job, null, { state: 'FAILURE', error: errorInfo(error) }, logger);
