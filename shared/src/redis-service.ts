@@ -250,12 +250,17 @@ export class RedisService {
     const client = new Redis(options);
     this.#states.set(client, state);
     this.#clients.add(client);
-    // BullMQ duplicates this connection for its blocking reads: count those too.
+    // BullMQ duplicates this connection for its blocking reads: count those too. Configurable and
+    // writable, because BullMQ wraps the client in a Proxy, which must be free to return its own value.
     Object.defineProperty(client, 'duplicate', {
+      configurable: true,
+      writable: true,
       value: (override?: Partial<RedisOptions>) => this.#duplicate(override),
     });
     const disconnect = client.disconnect.bind(client);
     Object.defineProperty(client, 'disconnect', {
+      configurable: true,
+      writable: true,
       value: (reconnect?: boolean) => {
         if (!reconnect) state.closing = true;
         return disconnect(reconnect);
@@ -263,6 +268,8 @@ export class RedisService {
     });
     const quit = client.quit.bind(client);
     Object.defineProperty(client, 'quit', {
+      configurable: true,
+      writable: true,
       value: (...args: Parameters<Redis['quit']>) => {
         state.closing = true;
         return quit(...args);
