@@ -135,6 +135,8 @@ function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
  * Declares a module's tasks: `export default defineTasks({ 'send-email': { run: async (data, ctx) => … } })`.
  * Names and options are validated here, so a typo fails at start-up, not at the first job.
  */
+// Each task's data type is its own; `any` lets one map hold them all.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function defineTasks(definitions: Record<string, TaskDefinition<any, unknown>>): TaskSet {
   if (definitions === null || typeof definitions !== 'object' || Array.isArray(definitions)) {
     throw new ConfigError('TASK_INVALID', 'tasks', 'defineTasks() takes an object mapping task names to { run, ...options }.');
