@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import { ConfigError, parseIntegerSetting, resolvePrefix, type ConnectionOptions, type Logger, type TasklineConnections } from '@taskline/shared';
+import { ConfigError, parseIntegerSetting, resolvePrefix, type ConnectionOptions, type Logger, type ResolvedConnectionOptions, type TasklineConnections } from '@taskline/shared';
 
 export interface SchedulerOptions {
   /** Path of the JSON schedule file. Required. */
@@ -7,7 +7,7 @@ export interface SchedulerOptions {
   /** Connections to use; the caller keeps ownership. @defaultValue new ones from `connection` and the env */
   connections?: TasklineConnections;
   /** Used when `connections` is not given. @defaultValue the REDIS_* / RESULT_REDIS_* environment */
-  connection?: ConnectionOptions;
+  connection?: ConnectionOptions | ResolvedConnectionOptions;
   /** BullMQ key prefix. @defaultValue `TASKLINE_PREFIX` or `taskline` */
   prefix?: string;
   /** Leader lease TTL: a dead or frozen leader is replaced within it. @defaultValue `TASKLINE_BEAT_LEASE_MS` or 10000 */
@@ -30,7 +30,7 @@ export interface SchedulerOptions {
 export interface ResolvedSchedulerOptions {
   schedulePath: string;
   connections: TasklineConnections | null;
-  connection: ConnectionOptions;
+  connection: ConnectionOptions | ResolvedConnectionOptions;
   prefix: string;
   leaseTtlMs: number;
   /** Renew (leader) and poll (standby) period: a quarter of the TTL. */
