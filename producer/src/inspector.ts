@@ -19,6 +19,8 @@ export interface FailedJobSummary {
 
 interface InspectorDeps {
   queue(name: string): Promise<Queue>;
+  /** Marks retried jobs PENDING again so waiters do not read the old FAILURE. */
+  markRetried(jobs: Array<{ id: string; task: string; queue: string; attempts: number }>): Promise<void>;
   broker(): Promise<Redis>;
   prefix: string;
 }
@@ -86,12 +88,24 @@ export class QueueInspector {
   /** Moves one failed job (or all) back to waiting; returns how many. */
   async retryFailed(queue: string, id: string): Promise<number> {
     const q = await this.#deps.queue(checkQueueName(queue));
+    const summary = (job: { id?: string | undefined; name: string; opts: { attempts?: number } }) => ({
+      id: job.id ?? '',
+      task: job.name,
+      queue: q.name,
+      attempts: job.opts.attempts ?? 1,
+    });
     if (id === 'all') {
-      const count = await q.getFailedCount();
-      await q.retryJobs({ state: 'failed', count: MAX_PAGE });
-      return count;
+      let retried = 0;
+      for (;;) {
+        const batch = await q.getFailed(0, MAX_PAGE - 1);
+        if (batch.length === 0) return retried;
+        await this.#deps.markRetried(batch.map(summary));
+        await Promise.all(batch.map(job => job.retry('failed')));
+        retried += batch.length;
+      }
     }
     const job = await this.#failedJob(q, id);
+    await this.#deps.markRetried([summary(job)]);
     await job.retry('failed');
     return 1;
   }

@@ -101,6 +101,12 @@ export class Producer {
     this.results = new ResultBackend({ service: this.connections.backend, prefix: this.options.prefix, logger: this.#logger });
     this.inspect = new QueueInspector({
       queue: name => this.#queue(name),
+      markRetried: async jobs => {
+        const now = new Date().toISOString();
+        for (const job of jobs) {
+          await this.results.write({ ...job, state: 'PENDING', attempt: 0, enqueuedAt: now, startedAt: null, finishedAt: null, updatedAt: now });
+        }
+      },
       broker: () => this.#ready().then(() => this.connections.broker.client()),
       prefix: this.options.prefix,
     });

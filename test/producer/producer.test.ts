@@ -211,12 +211,31 @@ describe('producer library (TLS broker + TLS result backend)', function () {
       expect(await producer.inspect.isPaused('default')).to.equal(true);
       expect(await producer.inspect.retryFailed('default', bad.id)).to.equal(1);
       expect((await producer.inspect.counts(['default']))['default']?.failed).to.equal(0);
+      // A retried job is PENDING again: nobody waiting on it reads the old FAILURE.
+      expect(await producer.getResult(bad.id)).to.include({ state: 'PENDING', attempt: 0 });
       await producer.inspect.resume('default');
       await waitUntil(async () => (await producer.inspect.counts(['default']))['default']?.failed === 1);
       expect(await producer.inspect.removeFailed('default', 'all')).to.equal(1);
       expect(await producer.inspect.listFailed('default')).to.deep.equal([]);
       const missing = await failure(() => producer.inspect.removeFailed('default', bad.id));
       expect(missing.error).to.be.instanceOf(JobNotFoundError);
+    } finally {
+      await worker.close();
+    }
+  });
+
+  it('with a real worker: a time limit given at enqueue aborts the job', async function () {
+    this.timeout(30_000);
+    const producer = fx.producer();
+    const worker = createWorker({ tasks, env: fx.env, prefix: fx.prefix, concurrency: 2 });
+    try {
+      await worker.start();
+      const started = Date.now();
+      const { id } = await producer.enqueue('sleep', { ms: 20_000 }, { timeoutMs: 300, attempts: 1 });
+      const record = await producer.waitForResult(id, { timeoutMs: 10_000 });
+      expect(record).to.include({ state: 'FAILURE' });
+      expect(record.error?.type).to.equal('TimeLimitError');
+      expect(Date.now() - started).to.be.below(8000);
     } finally {
       await worker.close();
     }

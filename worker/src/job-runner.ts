@@ -83,13 +83,15 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     const startedAt = new Date().toISOString();
     const base = baseRecord(job, task, queue, attempt, attempts, startedAt, deps.workerId);
     try {
-      const revoked = await deps.starts.start({ ...base, state: 'STARTED', updatedAt: startedAt });
+      const { revoked, timeoutMs } = await deps.starts.start({ ...base, state: 'STARTED', updatedAt: startedAt });
       if (revoked || controller.signal.reason instanceof JobRevokedError) {
         metrics.jobs.inc({ task: task.name, queue, outcome: 'revoked' });
         logger.info('Skipped a revoked job');
         return null;
       }
-      return await runAttempt(job, token, task, controller, bullSignal, base, logger);
+      // A time limit given at enqueue wins over the task's.
+      const limited = timeoutMs === null ? task : { ...task, timeoutMs };
+      return await runAttempt(job, token, limited, controller, bullSignal, base, logger);
     } finally {
       deps.running.delete(jobId);
     }

@@ -1,16 +1,21 @@
 import { createHash } from 'node:crypto';
 import { backoffDelay, ResultWriteError, sleep, type JobResultRecord, type RedisService } from '@taskline/shared';
 
-// One round trip: read the record; if it is REVOKED leave it and say so, else store STARTED.
+// One round trip: read the record; if it is REVOKED leave it and say so (-1), else store
+// STARTED and return the per-job time limit the producer recorded (0 when none).
 // A revoke written by any process (even before this worker started) is seen here.
 const START_SCRIPT = `
 local current = redis.call('GET', KEYS[1])
+local timeout = 0
 if current then
   local ok, record = pcall(cjson.decode, current)
-  if ok and type(record) == 'table' and record['state'] == 'REVOKED' then return 1 end
+  if ok and type(record) == 'table' then
+    if record['state'] == 'REVOKED' then return -1 end
+    if type(record['timeoutMs']) == 'number' then timeout = record['timeoutMs'] end
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 0
+return timeout
 `;
 const START_SHA = createHash('sha1').update(START_SCRIPT).digest('hex');
 
@@ -32,13 +37,17 @@ export class JobStartRecorder {
     this.#deadlineMs = deadlineMs;
   }
 
-  /** `true` if the job is revoked (nothing written), `false` once STARTED is stored. */
-  async start(record: JobResultRecord): Promise<boolean> {
+  /**
+   * `revoked: true` if the job is revoked (nothing written); otherwise STARTED is stored and
+   * `timeoutMs` is the per-job time limit given at enqueue, if any.
+   */
+  async start(record: JobResultRecord): Promise<{ revoked: boolean; timeoutMs: number | null }> {
     const json = JSON.stringify(record);
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        return (await this.#run(record.id, json)) === 1;
+        const answer = await this.#run(record.id, json);
+        return { revoked: answer < 0, timeoutMs: answer > 0 ? answer : null };
       } catch (err) {
         const elapsed = Date.now() - started;
         if (elapsed >= this.#deadlineMs) throw new ResultWriteError(record.id, this.#deadlineMs, err);
