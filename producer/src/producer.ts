@@ -232,21 +232,33 @@ export class Producer {
 
   async #add(prepared: PreparedJob[]): Promise<EnqueueResult[]> {
     await this.#ready();
-    const created = await this.results.claimPending(prepared.map(p => p.record));
-    const results: EnqueueResult[] = prepared.map((p, i) => ({ id: p.id, deduplicated: !created[i] }));
+    // Keyed jobs need the PENDING claim's answer (is this a repeat?) before the add. Fresh ids
+    // cannot repeat, so their claim and their add go out together: one round trip, not two.
+    // SET NX keeps it safe: a worker's STARTED that lands first is never overwritten.
+    const keyed = prepared.filter(p => p.options.idempotencyKey !== undefined);
+    const fresh = prepared.filter(p => p.options.idempotencyKey === undefined);
+    const created = new Map<PreparedJob, boolean>();
+    const freshClaim = this.results.claimPending(fresh.map(p => p.record));
+    const keyedClaim = this.results.claimPending(keyed.map(p => p.record));
+    (await keyedClaim).forEach((ok, i) => created.set(keyed[i] as PreparedJob, ok));
+    for (const p of fresh) created.set(p, true);
+    const results: EnqueueResult[] = prepared.map(p => ({ id: p.id, deduplicated: !created.get(p) }));
     const byQueue = new Map<string, PreparedJob[]>();
-    prepared.forEach((p, i) => {
-      if (!created[i]) return;
+    for (const p of prepared) {
+      if (!created.get(p)) continue;
       const list = byQueue.get(p.options.queue) ?? [];
       list.push(p);
       byQueue.set(p.options.queue, list);
-    });
-    const outcomes = await Promise.allSettled(
-      [...byQueue].map(async ([name, list]) => {
+    }
+    const outcomes = await Promise.allSettled([
+      freshClaim,
+      ...[...byQueue].map(async ([name, list]) => {
         try {
           const queue = await this.#queue(name);
-          await queue.addBulk(list.map(p => ({ name: p.task, data: p.data, opts: p.jobOptions })));
+          if (list.length === 1 && list[0]) await queue.add(list[0].task, list[0].data, list[0].jobOptions);
+          else await queue.addBulk(list.map(p => ({ name: p.task, data: p.data, opts: p.jobOptions })));
         } catch (err) {
+          await freshClaim.catch(() => undefined);
           await this.results.discard(list.map(p => p.id)).catch((undo: unknown) =>
             this.#logger.warn('Could not remove the PENDING records of jobs that failed to enqueue', { queue: name, error: undo }),
           );
@@ -255,11 +267,30 @@ export class Producer {
         await this.#detectBrokerDuplicates(name, list, results, prepared);
         for (const p of list) this.metrics.enqueued.inc({ task: p.task, queue: name });
       }),
-    );
+    ]);
     const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (outcomes[0]?.status === 'rejected') {
+      // The broker took jobs whose PENDING records could not be stored: take them back, so a
+      // failed enqueue never leaves a job behind that the caller will enqueue again.
+      await this.#removeAdded(byQueue, outcomes.slice(1));
+    }
     if (failed) throw failed.reason;
-    for (const p of prepared) this.#logger.debug('Job enqueued', { jobId: p.id, task: p.task, queue: p.options.queue });
+    if (this.#logger.isDebugEnabled()) {
+      for (const p of prepared) this.#logger.debug('Job enqueued', { jobId: p.id, task: p.task, queue: p.options.queue });
+    }
     return results;
+  }
+
+  async #removeAdded(byQueue: Map<string, PreparedJob[]>, adds: Array<PromiseSettledResult<unknown>>): Promise<void> {
+    const queues = [...byQueue];
+    await Promise.all(
+      adds.map(async (outcome, i) => {
+        const entry = queues[i];
+        if (outcome.status !== 'fulfilled' || !entry) return;
+        const queue = await this.#queue(entry[0]);
+        await Promise.all(entry[1].map(p => queue.remove(p.id).catch(() => 0)));
+      }),
+    );
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { ClosedError, TasklineError } from './errors.js';
+import { toConnectionError } from './error-mapping.js';
 import { isTerminalState, type JobResultRecord } from './job-contract.js';
 import { createSilentLogger, type Logger } from './logger.js';
 import type { Lease, RedisService } from './redis-service.js';
@@ -86,9 +87,14 @@ export class ResultBackend {
     return this.#service.client();
   }
 
+  /** Errors from the result backend name the result backend, with its cause and fix. */
+  #named = (err: unknown): never => {
+    throw err instanceof TasklineError ? err : toConnectionError(err, this.#service.target);
+  };
+
   /** Reads a job's record; `null` if unknown or expired. */
   async get(jobId: string): Promise<JobResultRecord | null> {
-    const raw = await this.#client().get(this.key(jobId));
+    const raw = await this.#client().get(this.key(jobId)).catch(this.#named);
     return raw === null ? null : (JSON.parse(raw) as JobResultRecord);
   }
 
@@ -140,15 +146,15 @@ export class ResultBackend {
     if (records.length === 0) return [];
     const pipeline = this.#client().pipeline();
     for (const record of records) pipeline.set(this.key(record.id), JSON.stringify(record), 'EX', this.expiresSeconds, 'NX');
-    const results = (await pipeline.exec()) ?? [];
+    const results = (await pipeline.exec().catch(this.#named)) ?? [];
     const failed = results.find(([err]) => err);
-    if (failed?.[0]) throw failed[0];
+    if (failed?.[0]) this.#named(failed[0]);
     return records.map((_, i) => results[i]?.[1] === 'OK');
   }
 
   /** Deletes a job's record (the producer's undo when its BullMQ add failed). */
   async discard(jobIds: string[]): Promise<void> {
-    if (jobIds.length > 0) await this.#client().del(...jobIds.map(id => this.key(id)));
+    if (jobIds.length > 0) await this.#client().del(...jobIds.map(id => this.key(id))).catch(this.#named);
   }
 
   /**
@@ -176,7 +182,8 @@ export class ResultBackend {
       .set(this.key(jobId), JSON.stringify(record), 'EX', this.expiresSeconds)
       .publish(this.#resultsChannel, jobId)
       .publish(this.#revokeChannel, jobId)
-      .exec();
+      .exec()
+      .catch(this.#named);
     return record;
   }
 

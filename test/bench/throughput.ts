@@ -192,9 +192,10 @@ const env = { ...broker.env('REDIS_'), ...backend.env('RESULT_REDIS_'), REDIS_TL
 try {
   const raw: number[] = [];
   const ours: number[] = [];
+  const only = process.env['BENCH_ONLY']; // 'bullmq' | 'taskline', for profiling one side
   for (let round = 0; round < ROUNDS; round++) {
-    raw.push(await rawBullmqRun(broker, round));
-    ours.push(await tasklineRun(env, broker, round));
+    if (only !== 'taskline') raw.push(await rawBullmqRun(broker, round));
+    if (only !== 'bullmq') ours.push(await tasklineRun(env, broker, round));
   }
   print({
     bench: 'throughput',
@@ -208,8 +209,10 @@ try {
     bullmq_rounds: raw.map(Math.round),
     taskline_rounds: ours.map(Math.round),
   });
-  print(await latencyRun(env));
-  print(await connectionsRun(env, broker, backend));
+  if (!only) {
+    print(await latencyRun(env));
+    print(await connectionsRun(env, broker, backend));
+  }
 } finally {
   await broker.stop();
   await backend.stop();

@@ -4,7 +4,7 @@ import { ConnectionError, ResultBackend, ResultTimeoutError, createConnections, 
 import { JobNotFoundError, PayloadTooLargeError, ValidationError, idempotentJobId } from '@taskline/producer';
 import { createWorker } from '@taskline/worker';
 import tasks from '../../worker/examples/tasks.js';
-import { runningRedisCount } from '../harness/index.js';
+import { runningRedisCount, startRedis } from '../harness/index.js';
 import { failure } from '../shared/helpers.js';
 import { freshPrefix, keysOf, startProducerFixture, type ProducerFixture } from './fixtures.js';
 
@@ -249,6 +249,20 @@ describe('producer library (TLS broker + TLS result backend)', function () {
     expect(error).to.be.instanceOf(ConnectionError);
     expect(error.message).to.match(/broker/);
     expect(Date.now() - started).to.be.below(10_000);
+  });
+
+  it('leaves no job on the broker when the result backend goes down', async function () {
+    this.timeout(30_000);
+    const backend = await startRedis({ tls: true, certs: fx.backend.certs! });
+    const producer = fx.producer({ env: { ...fx.env, ...backend.env('RESULT_REDIS_') } });
+    await producer.enqueue('echo', { first: true });
+    await fx.broker.cli('DEL', `${fx.prefix}:default:wait`);
+    await backend.stop();
+    const { error } = await failure(() => producer.enqueue('echo', { lost: false }));
+    expect(error).to.be.instanceOf(ConnectionError);
+    expect(error.message).to.match(/result backend/);
+    // The job the broker took was taken back: nothing waits that the caller would enqueue again.
+    expect(await fx.broker.cli('LLEN', `${fx.prefix}:default:wait`)).to.equal('0');
   });
 
   it('close() is idempotent and leaves no connection open', async () => {
