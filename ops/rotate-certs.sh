@@ -273,8 +273,8 @@ cmd_roll_client() {
     || die "ca.crt does not trust $NEW_CLIENT.crt, so servers would reject it; run '$PROG trust-both' first"
   keep "$DIR/client.crt" client.crt
   keep "$DIR/client.key" client.key
-  # Key first, then certificate, back to back: a connection made in between fails its TLS set-up
-  # once and is retried with the matching pair.
+  # Key, then certificate, back to back: only a connection set up in the instant between the two
+  # renames could see a mismatched pair.
   install_file "$NEW_CLIENT.key" "$DIR/client.key"
   install_file "$NEW_CLIENT.crt" "$DIR/client.crt"
   run rm -f "$NEW_CLIENT.crt" "$NEW_CLIENT.key"
