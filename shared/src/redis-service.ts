@@ -232,6 +232,9 @@ export class RedisService {
       // Producers fail fast after `retries` reconnect attempts; workers and the beat wait.
       maxRetriesPerRequest: waitsThroughOutages ? null : s.retries,
       enableReadyCheck: true,
+      // Result writes of concurrent jobs leave in one socket write per tick (measured: less CPU
+      // per job on both sides); BullMQ's broker traffic is left as BullMQ expects it.
+      ...(purpose === 'shared' && this.service === 'backend' ? { enableAutoPipelining: true } : {}),
       lazyConnect: true,
       ...extra,
     };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ClosedError, TasklineError } from './errors.js';
 import { toConnectionError } from './error-mapping.js';
@@ -42,6 +43,14 @@ export interface ResultBackendOptions {
   recheckIntervalMs?: number;
   logger?: Logger;
 }
+
+/** Stores a final record with its TTL and wakes the waiters, atomically. */
+const STORE_FINAL_SCRIPT = `
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+`;
+const STORE_FINAL_SHA = createHash('sha1').update(STORE_FINAL_SCRIPT).digest('hex');
 
 type Waiter = { resolve: (record: JobResultRecord) => void; reject: (err: Error) => void };
 
@@ -110,7 +119,11 @@ export class ResultBackend {
       try {
         const client = this.#client();
         if (terminal) {
-          await client.multi().set(this.key(record.id), json, 'EX', this.expiresSeconds).publish(this.#resultsChannel, record.id).exec();
+          // One command instead of MULTI/SET/PUBLISH/EXEC: the hot path's last write.
+          await client.evalsha(STORE_FINAL_SHA, 1, this.key(record.id), json, this.expiresSeconds, this.#resultsChannel, record.id).catch((err: unknown) => {
+            if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+            return client.eval(STORE_FINAL_SCRIPT, 1, this.key(record.id), json, this.expiresSeconds, this.#resultsChannel, record.id);
+          });
         } else {
           await client.set(this.key(record.id), json, 'EX', this.expiresSeconds);
         }

@@ -31,6 +31,32 @@ const percentile = (xs: number[], p: number): number => {
 };
 const now = (): number => performance.timeOrigin + performance.now();
 
+/** CPU seconds a process has used (user + system), from /proc. */
+function processCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime in clock ticks (100/s)
+}
+
+interface Cost {
+  jobsPerSecond: number;
+  nodeCpuUsPerJob: number;
+  redisCpuUsPerJob: number;
+}
+
+/** Runs `fn` (which processes JOBS jobs) and returns wall-clock rate and CPU per job. */
+async function measured(servers: RunningRedis[], fn: () => Promise<number>): Promise<Cost> {
+  const cpu0 = process.cpuUsage();
+  const redis0 = servers.reduce((sum, s) => sum + processCpuSeconds(s.pid), 0);
+  const elapsed = await fn();
+  const cpu = process.cpuUsage(cpu0);
+  const redis = servers.reduce((sum, s) => sum + processCpuSeconds(s.pid), 0) - redis0;
+  return {
+    jobsPerSecond: JOBS / elapsed,
+    nodeCpuUsPerJob: Math.round((cpu.user + cpu.system) / JOBS),
+    redisCpuUsPerJob: Math.round((redis * 1e6) / JOBS),
+  };
+}
+
 function rawClient(server: RunningRedis): Redis {
   const certs = server.certs!;
   return new Redis({
@@ -45,7 +71,7 @@ function rawClient(server: RunningRedis): Redis {
 /** Waits until the queue has nothing waiting, delayed or active. */
 async function drained(queue: Queue): Promise<void> {
   for (;;) {
-    const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized', 'paused');
+    const counts = await queue.getJobCounts('wait', 'active', 'delayed', 'prioritized');
     if (Object.values(counts).every(n => n === 0)) return;
     await new Promise(r => setTimeout(r, 20));
   }
@@ -55,7 +81,8 @@ function payloads(n: number): Array<{ a: number; b: number }> {
   return Array.from({ length: n }, (_, i) => ({ a: i, b: 1 }));
 }
 
-async function rawBullmqRun(broker: RunningRedis, round: number): Promise<number> {
+async function rawBullmqRun(broker: RunningRedis, round: number): Promise<Cost> {
+  let cost: Cost | undefined;
   const name = `bench-raw-${round}`;
   const connection = rawClient(broker);
   const queue = new Queue(name, { connection, prefix: 'bench' });
@@ -63,22 +90,25 @@ async function rawBullmqRun(broker: RunningRedis, round: number): Promise<number
   for (let i = 0; i < data.length; i += 1000) {
     await queue.addBulk(data.slice(i, i + 1000).map(d => ({ name: 'add', data: d, opts: { removeOnComplete: true } })));
   }
+  let worker!: Worker;
+  cost = await measured([broker], async () => {
   const started = performance.now();
-  const worker = new Worker(name, async job => (job.data as { a: number; b: number }).a + (job.data as { a: number; b: number }).b, {
+  worker = new Worker(name, async job => (job.data as { a: number; b: number }).a + (job.data as { a: number; b: number }).b, {
     connection,
     prefix: 'bench',
     concurrency: CONCURRENCY,
   });
   await drained(queue);
-  const elapsed = (performance.now() - started) / 1000;
+  return (performance.now() - started) / 1000;
+  });
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
   connection.disconnect();
-  return JOBS / elapsed;
+  return cost;
 }
 
-async function tasklineRun(env: Record<string, string>, broker: RunningRedis, round: number): Promise<number> {
+async function tasklineRun(env: Record<string, string>, broker: RunningRedis, backend: RunningRedis, round: number): Promise<Cost> {
   const queueName = `bench-tl-${round}`;
   const tasks = defineTasks({ add: { queue: queueName, run: async (data: { a: number; b: number }) => data.a + data.b } });
   const connection = resolveConnectionOptions({ healthCheckIntervalMs: 0 }, env);
@@ -89,17 +119,19 @@ async function tasklineRun(env: Record<string, string>, broker: RunningRedis, ro
   }
   const probe = rawClient(broker);
   const queue = new Queue(queueName, { connection: probe, prefix: 'bench' });
-  const started = performance.now();
-  const worker = createWorker({ tasks, concurrency: CONCURRENCY, connection, env, prefix: 'bench', logger: quiet });
-  await worker.start();
-  await drained(queue);
-  const elapsed = (performance.now() - started) / 1000;
+  const worker = createWorker({ tasks, concurrency: CONCURRENCY, env, prefix: 'bench', logger: quiet });
+  const cost = await measured([broker, backend], async () => {
+    const started = performance.now();
+    await worker.start();
+    await drained(queue);
+    return (performance.now() - started) / 1000;
+  });
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
   probe.disconnect();
   await producer.close();
-  return JOBS / elapsed;
+  return cost;
 }
 
 async function latencyRun(env: Record<string, string>): Promise<Record<string, unknown>> {
@@ -116,7 +148,7 @@ async function latencyRun(env: Record<string, string>): Promise<Record<string, u
   });
   const connection = resolveConnectionOptions({ healthCheckIntervalMs: 0 }, env);
   const producer = createProducer({ connection, env, prefix: 'bench', defaultQueue: queueName, logger: quiet });
-  const worker = createWorker({ tasks, concurrency: CONCURRENCY, connection, env, prefix: 'bench', logger: quiet });
+  const worker = createWorker({ tasks, concurrency: CONCURRENCY, env, prefix: 'bench', logger: quiet });
   await worker.start();
   const total = LATENCY_RATE * LATENCY_SECONDS;
   const started = performance.now();
@@ -188,28 +220,39 @@ async function connectionsRun(env: Record<string, string>, broker: RunningRedis,
 
 const broker = await startRedis({ tls: true });
 const backend = await startRedis({ tls: true, certs: broker.certs! });
-const env = { ...broker.env('REDIS_'), ...backend.env('RESULT_REDIS_'), REDIS_TLS_SERVERNAME: 'localhost', RESULT_REDIS_TLS_SERVERNAME: 'localhost' };
+const env = {
+  ...broker.env('REDIS_'),
+  ...backend.env('RESULT_REDIS_'),
+  REDIS_TLS_SERVERNAME: 'localhost',
+  RESULT_REDIS_TLS_SERVERNAME: 'localhost',
+  REDIS_HEALTH_CHECK_INTERVAL: '0',
+};
 try {
-  const raw: number[] = [];
-  const ours: number[] = [];
+  const raw: Cost[] = [];
+  const ours: Cost[] = [];
   const only = process.env['BENCH_ONLY']; // 'bullmq' | 'taskline', for profiling one side
   for (let round = 0; round < ROUNDS; round++) {
     if (only !== 'taskline') raw.push(await rawBullmqRun(broker, round));
-    if (only !== 'bullmq') ours.push(await tasklineRun(env, broker, round));
+    if (only !== 'bullmq') ours.push(await tasklineRun(env, broker, backend, round));
   }
   print({
     bench: 'throughput',
     jobs_per_round: JOBS,
     rounds: ROUNDS,
     concurrency: CONCURRENCY,
-    bullmq_jobs_per_s: Math.round(median(raw)),
-    taskline_jobs_per_s: Math.round(median(ours)),
-    throughput_ratio_vs_bullmq: Number((median(ours) / median(raw)).toFixed(3)),
+    bullmq_jobs_per_s: Math.round(median(raw.map(c => c.jobsPerSecond))),
+    taskline_jobs_per_s: Math.round(median(ours.map(c => c.jobsPerSecond))),
+    throughput_ratio_vs_bullmq: Number((median(ours.map(c => c.jobsPerSecond)) / median(raw.map(c => c.jobsPerSecond))).toFixed(3)),
     target_ratio: 0.85,
-    bullmq_rounds: raw.map(Math.round),
-    taskline_rounds: ours.map(Math.round),
+    bullmq_rounds: raw.map(c => Math.round(c.jobsPerSecond)),
+    taskline_rounds: ours.map(c => Math.round(c.jobsPerSecond)),
+    // CPU per job is steadier than wall-clock rate on a shared machine.
+    bullmq_node_cpu_us_per_job: median(raw.map(c => c.nodeCpuUsPerJob)),
+    taskline_node_cpu_us_per_job: median(ours.map(c => c.nodeCpuUsPerJob)),
+    bullmq_redis_cpu_us_per_job: median(raw.map(c => c.redisCpuUsPerJob)),
+    taskline_redis_cpu_us_per_job: median(ours.map(c => c.redisCpuUsPerJob)),
   });
-  if (!only) {
+  if (!only && process.env['BENCH_THROUGHPUT_ONLY'] !== 'true') {
     print(await latencyRun(env));
     print(await connectionsRun(env, broker, backend));
   }
