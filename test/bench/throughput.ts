@@ -82,7 +82,6 @@ function payloads(n: number): Array<{ a: number; b: number }> {
 }
 
 async function rawBullmqRun(broker: RunningRedis, round: number): Promise<Cost> {
-  let cost: Cost | undefined;
   const name = `bench-raw-${round}`;
   const connection = rawClient(broker);
   const queue = new Queue(name, { connection, prefix: 'bench' });
@@ -91,7 +90,7 @@ async function rawBullmqRun(broker: RunningRedis, round: number): Promise<Cost> 
     await queue.addBulk(data.slice(i, i + 1000).map(d => ({ name: 'add', data: d, opts: { removeOnComplete: true } })));
   }
   let worker!: Worker;
-  cost = await measured([broker], async () => {
+  const cost = await measured([broker], async () => {
   const started = performance.now();
   worker = new Worker(name, async job => (job.data as { a: number; b: number }).a + (job.data as { a: number; b: number }).b, {
     connection,
