@@ -46,12 +46,18 @@ Options:
   --sni NAME            TLS server name redis-cli sends and checks (e.g. localhost)
   --cacert FILE         CA redis-cli verifies the servers with (default: DIR/ca.crt)
   --cert FILE --key FILE  redis-cli's client certificate (default: DIR/client.crt and .key)
+  --redis-cli CMD       how to run redis-cli (default: redis-cli), e.g. inside a container that
+                        reaches the servers: "docker compose -f compose/docker-compose.prod.yml
+                        exec -T -e REDISCLI_AUTH redis-broker redis-cli"; then --cacert, --cert
+                        and --key default to the --server-tls-dir paths
   --dry-run             print what would be done; change nothing
   -h, --help            show this help
 
-Example (compose, Redis ports reachable from this host):
+Example (compose; Redis is not published on the host, so redis-cli runs in the broker's container):
   $PROG issue --dir certs/prod
-  $PROG trust-both  --dir certs/prod --server-tls-dir /tls --redis broker:6379 --redis backend:6379 \\
+  $PROG trust-both --dir certs/prod --server-tls-dir /tls \\
+      --redis-cli "docker compose -f compose/docker-compose.prod.yml exec -T -e REDISCLI_AUTH redis-broker redis-cli" \\
+      --redis redis-broker:6379 --redis redis-backend:6379 \\
       --user admin --password-file compose/secrets/redis_admin_password
   ... roll-server, roll-client, drop-old-ca with the same options.
 EOF
@@ -79,6 +85,7 @@ SNI=""
 CLI_CACERT=""
 CLI_CERT=""
 CLI_KEY=""
+REDIS_CLI="redis-cli"
 DRY_RUN=0
 
 while [[ $# -gt 0 ]]; do
@@ -99,6 +106,7 @@ while [[ $# -gt 0 ]]; do
     --cacert) need_value "$@"; CLI_CACERT=$2; shift 2 ;;
     --cert) need_value "$@"; CLI_CERT=$2; shift 2 ;;
     --key) need_value "$@"; CLI_KEY=$2; shift 2 ;;
+    --redis-cli) need_value "$@"; REDIS_CLI=$2; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -111,11 +119,16 @@ done
 [[ -d "$DIR" ]] || die "--dir '$DIR' is not a directory; point it at the live certificate directory"
 DIR=$(cd "$DIR" && pwd)
 SERVER_TLS_DIR=${SERVER_TLS_DIR:-$DIR}
-CLI_CACERT=${CLI_CACERT:-$DIR/ca.crt}
+# redis-cli sees the files where the servers do when it runs elsewhere (--redis-cli).
+CLI_DIR=$DIR
+[[ "$REDIS_CLI" == redis-cli ]] || CLI_DIR=$SERVER_TLS_DIR
+CLI_CACERT=${CLI_CACERT:-$CLI_DIR/ca.crt}
 if [[ -z "$CLI_CERT" && -z "$CLI_KEY" && -e "$DIR/client.crt" && -e "$DIR/client.key" ]]; then
-  CLI_CERT=$DIR/client.crt
-  CLI_KEY=$DIR/client.key
+  CLI_CERT=$CLI_DIR/client.crt
+  CLI_KEY=$CLI_DIR/client.key
 fi
+read -r -a REDIS_CLI_WORDS <<<"$REDIS_CLI"
+[[ ${#REDIS_CLI_WORDS[@]} -gt 0 ]] || die "--redis-cli is empty"
 if [[ -n "$CLI_CERT" && -z "$CLI_KEY" ]] || [[ -z "$CLI_CERT" && -n "$CLI_KEY" ]]; then
   die "give --cert and --key together"
 fi
@@ -207,11 +220,28 @@ reload() {
     # The password goes through the environment, never the command line or the output.
     if ! out=$(
       if [[ -n "$PASSWORD_FILE" ]]; then REDISCLI_AUTH=$(head -n 1 "$PASSWORD_FILE" | tr -d '\r'); export REDISCLI_AUTH; fi
-      redis-cli -h "$host" -p "$port" "${flags[@]}" CONFIG SET "$@" 2>&1
+      "${REDIS_CLI_WORDS[@]}" -h "$host" -p "$port" "${flags[@]}" CONFIG SET "$@" 2>&1
     ) || [[ "$out" != "OK" ]]; then
       die "$server refused '$printable': ${out:-no answer}. Check --redis, --user/--password-file (CONFIG needs the admin user) and --server-tls-dir (the path as the server sees it)."
     fi
     say "$server: $printable -> OK"
+  done
+}
+
+# probe CAFILE WHAT: every --redis server must answer PING over TLS verified with CAFILE.
+probe() {
+  [[ ${#SERVERS[@]} -gt 0 && $DRY_RUN -eq 0 ]] || return 0
+  local flags=(--tls --cacert "$1" --no-auth-warning)
+  [[ -n "$CLI_CERT" ]] && flags+=(--cert "$CLI_CERT" --key "$CLI_KEY")
+  [[ -n "$SNI" ]] && flags+=(--sni "$SNI")
+  [[ -n "$CLI_USER" ]] && flags+=(--user "$CLI_USER")
+  local server out
+  for server in "${SERVERS[@]}"; do
+    out=$(
+      if [[ -n "$PASSWORD_FILE" ]]; then REDISCLI_AUTH=$(head -n 1 "$PASSWORD_FILE" | tr -d '\r'); export REDISCLI_AUTH; fi
+      "${REDIS_CLI_WORDS[@]}" -h "${server%:*}" -p "${server##*:}" "${flags[@]}" PING 2>&1
+    ) || true
+    [[ "$out" == PONG ]] || die "$server $2 (${out:-no answer}); nothing was changed"
   done
 }
 
@@ -290,6 +320,8 @@ cmd_drop_old_ca() {
     verifies "$NEW_CA" "$DIR/$f" \
       || die "$DIR/$f is not issued by the new CA; run '$PROG roll-server' / 'roll-client' first, or connections would break"
   done
+  # The servers must already present the new certificate, or clients would lose them now.
+  probe "$CLI_DIR/$NAME-ca.crt" "does not present a certificate from the new CA yet; run '$PROG roll-server' (with its CONFIG SET) first"
   install_file "$NEW_CA" "$DIR/ca.crt"
   reload tls-ca-cert-file "$(srv ca.crt)"
   local retired
