@@ -309,7 +309,7 @@ cmd_roll_client() {
   install_file "$NEW_CLIENT.crt" "$DIR/client.crt"
   run rm -f "$NEW_CLIENT.crt" "$NEW_CLIENT.key"
   say "processes use the new client certificate from their next connection"
-  say "next, once every process has reconnected (see docs/TLS.md): $PROG drop-old-ca"
+  say "next, once every process has reconnected (docs/OPERATIONS.md, certificate rotation): $PROG drop-old-ca"
 }
 
 cmd_drop_old_ca() {
