@@ -64,6 +64,7 @@ describe('reliability under faults (long)', function () {
     const summary = await cases.backendDown({ ...LARGE, jobs: 600, jobMs: 1000, faultMs: 20_000 }, 5000);
     check(summary);
     expect(summary['readyzWhileDown']).to.deep.equal([503, 503, 503]);
+    expect(summary['readyzWhileDownMs'], 'time for /readyz to answer while the backend is down').to.be.below(3000);
   });
 
   it('the result backend down past RESULT_WRITE_DEADLINE_MS: the stuck attempt fails and BullMQ retries it (documented policy)', async function () {

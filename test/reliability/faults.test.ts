@@ -59,6 +59,7 @@ describe('reliability under faults (short)', function () {
     const summary = await cases.backendDown({ ...SMALL, jobs: 60, jobMs: 1000, faultMs: 4000 }, 1500);
     check(summary);
     expect(summary['readyzWhileDown'], '/readyz while the backend is down').to.deep.equal([503, 503]);
+    expect(summary['readyzWhileDownMs'], 'time for /readyz to answer while the backend is down').to.be.below(3000);
   });
 
   it('the broker connections cut by the network (TCP proxy) are recovered', async function () {
