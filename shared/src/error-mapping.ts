@@ -71,27 +71,27 @@ const RULES: Record<string, Rule> = {
     kind: 'tls',
     retryable: false,
     sentence: (p, env) =>
-      `${p} client and server share no TLS version; allow TLS 1.2 and 1.3 on the server (tls-protocols) and check ${env}TLS_MIN_VERSION.`,
+      `${p} client and server share no TLS version; allow TLS 1.2 and 1.3 on the server (tls-protocols) and check REDIS_TLS_MIN_VERSION.`,
   },
   ERR_SSL_UNSUPPORTED_PROTOCOL: {
     code: 'TLS_PROTOCOL_MISMATCH',
     kind: 'tls',
     retryable: false,
     sentence: (p, env) =>
-      `${p} the server only offers a TLS version this client refuses; enable TLS 1.2 or 1.3 on the server (tls-protocols) and check ${env}TLS_MIN_VERSION.`,
+      `${p} the server only offers a TLS version this client refuses; enable TLS 1.2 or 1.3 on the server (tls-protocols) and check REDIS_TLS_MIN_VERSION.`,
   },
   ERR_SSL_NO_PROTOCOLS_AVAILABLE: {
     code: 'TLS_PROTOCOL_MISMATCH',
     kind: 'tls',
     retryable: false,
-    sentence: (p, env) => `${p} no TLS version is allowed by this client's settings; check ${env}TLS_MIN_VERSION.`,
+    sentence: (p, env) => `${p} no TLS version is allowed by this client's settings; check REDIS_TLS_MIN_VERSION.`,
   },
   ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE: {
     code: 'TLS_HANDSHAKE_FAILURE',
     kind: 'tls',
     retryable: false,
     sentence: (p, env) =>
-      `${p} the TLS handshake was refused (no shared cipher or a required client certificate missing); check ${env}TLS_CIPHERS and ${env}CLIENT_CERT/${env}CLIENT_KEY.`,
+      `${p} the TLS handshake was refused (no shared cipher or a required client certificate missing); check REDIS_TLS_CIPHERS and ${env}CLIENT_CERT/${env}CLIENT_KEY.`,
   },
   ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: {
     code: 'TLS_CLIENT_CERT_REQUIRED',

@@ -8,6 +8,7 @@ import type { ConnectionSlots } from './connection-pool.js';
 import type { ConnectionMetrics } from './metrics.js';
 import type { Logger } from './logger.js';
 import { backoffDelay } from './retry-policy.js';
+import { SafeConnector } from './safe-connector.js';
 import { TlsContextProvider } from './tls-context.js';
 
 /** How a process uses Redis: decides whether commands wait through outages or fail fast. */
@@ -232,6 +233,7 @@ export class RedisService {
       // Producers fail fast after `retries` reconnect attempts; workers and the beat wait.
       maxRetriesPerRequest: waitsThroughOutages ? null : s.retries,
       enableReadyCheck: true,
+      Connector: SafeConnector,
       // Result writes of concurrent jobs leave in one socket write per tick (measured: less CPU
       // per job on both sides); BullMQ's broker traffic is left as BullMQ expects it.
       ...(purpose === 'shared' && this.service === 'backend' ? { enableAutoPipelining: true } : {}),
@@ -391,11 +393,32 @@ export class RedisService {
 
   /** Maps a start-up failure; a plaintext client that was hung up on is checked for a TLS server. */
   async #explain(err: unknown): Promise<ConnectionError> {
-    if (err !== undefined && (isFatalConnectionError(err) || this.#tls)) return toConnectionError(err, this.target);
+    if (err !== undefined && isFatalConnectionError(err)) return toConnectionError(err, this.target);
+    if (this.#tls) {
+      // A TLS 1.3 server that wants a client certificate says so after the handshake; a client
+      // that already wrote may see only a reset. A quiet, verified handshake hears the alert.
+      const alert = this.#tls.settings.certFile === null ? await this.#quietTlsError() : undefined;
+      return toConnectionError(alert !== undefined && isFatalConnectionError(alert) ? alert : (err ?? new Error('Connection is closed.')), this.target);
+    }
     if (!this.#tls && (await this.#speaksTls())) {
       return toConnectionError(Object.assign(new Error('TLS server'), { code: 'PLAINTEXT_TO_TLS_SERVER' }), this.target);
     }
     return toConnectionError(err ?? new Error('Connection is closed.'), this.target);
+  }
+
+  /** A verified TLS connection that sends nothing: the error the server answers it with, if any. */
+  #quietTlsError(): Promise<unknown> {
+    return new Promise(resolve => {
+      const socket = tlsConnect({ host: this.target.host, port: this.target.port, ...this.#tls?.ioredisOptions() });
+      const finish = (result: unknown): void => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(result);
+      };
+      const timer = setTimeout(() => finish(undefined), 1000);
+      socket.on('error', (error: unknown) => finish(error));
+      socket.once('close', () => finish(undefined));
+    });
   }
 
   /**
@@ -410,7 +433,7 @@ export class RedisService {
         resolve(result);
       };
       socket.once('secureConnect', () => finish(true));
-      socket.once('error', () => finish(false));
+      socket.on('error', () => finish(false));
       socket.once('timeout', () => finish(false));
     });
   }
@@ -528,7 +551,7 @@ function speaksPlaintextRedis(host: string, port: number): Promise<boolean> {
     socket.setTimeout(1000, () => finish(false));
     socket.once('connect', () => socket.write('PING\r\n'));
     socket.once('data', (chunk: Buffer) => finish(chunk[0] === 0x2b || chunk[0] === 0x2d));
-    socket.once('error', () => finish(false));
+    socket.on('error', () => finish(false));
   });
 }
 
