@@ -70,21 +70,21 @@ const RULES: Record<string, Rule> = {
     code: 'TLS_PROTOCOL_MISMATCH',
     kind: 'tls',
     retryable: false,
-    sentence: (p, env) =>
+    sentence: p =>
       `${p} client and server share no TLS version; allow TLS 1.2 and 1.3 on the server (tls-protocols) and check REDIS_TLS_MIN_VERSION.`,
   },
   ERR_SSL_UNSUPPORTED_PROTOCOL: {
     code: 'TLS_PROTOCOL_MISMATCH',
     kind: 'tls',
     retryable: false,
-    sentence: (p, env) =>
+    sentence: p =>
       `${p} the server only offers a TLS version this client refuses; enable TLS 1.2 or 1.3 on the server (tls-protocols) and check REDIS_TLS_MIN_VERSION.`,
   },
   ERR_SSL_NO_PROTOCOLS_AVAILABLE: {
     code: 'TLS_PROTOCOL_MISMATCH',
     kind: 'tls',
     retryable: false,
-    sentence: (p, env) => `${p} no TLS version is allowed by this client's settings; check REDIS_TLS_MIN_VERSION.`,
+    sentence: p => `${p} no TLS version is allowed by this client's settings; check REDIS_TLS_MIN_VERSION.`,
   },
   ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE: {
     code: 'TLS_HANDSHAKE_FAILURE',

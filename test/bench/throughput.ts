@@ -7,7 +7,9 @@
  *  3. connections: Redis connections (CLIENT LIST) before and during 10,000 concurrent enqueues.
  * Not a test: numbers vary with the machine; targets are printed beside them.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createLogger, resolveConnectionOptions } from '@taskline/shared';
@@ -21,6 +23,7 @@ const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
 const LATENCY_RATE = 1000; // jobs per second
 const LATENCY_SECONDS = Number(process.env['BENCH_LATENCY_SECONDS'] ?? 5);
 const CONCURRENT_ENQUEUES = 10_000;
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 const quiet = createLogger({ component: 'bench', level: 'error', format: 'json' });
 const print = (line: Record<string, unknown>): void => console.log(JSON.stringify(line));
@@ -133,48 +136,59 @@ async function tasklineRun(env: Record<string, string>, broker: RunningRedis, ba
   return cost;
 }
 
-async function latencyRun(env: Record<string, string>): Promise<Record<string, unknown>> {
-  const queueName = 'bench-latency';
-  const latencies: number[] = [];
-  const tasks = defineTasks({
-    stamp: {
-      queue: queueName,
-      run: async (data: { sentAt: number }) => {
-        latencies.push(now() - data.sentAt);
-        return null;
-      },
-    },
+/** A worker process of the real bin, as deployed: the latency run's consumer. */
+async function spawnWorker(env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['worker/bin/taskline-worker.js', 'start', '--tasks', 'test/bench/fixtures/latency-tasks.ts', '--concurrency', String(CONCURRENCY), '--metrics-port', '0'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, TASKLINE_PREFIX: 'bench', LOG_LEVEL: 'info', LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'ignore', 'pipe'],
   });
+  await new Promise<void>((resolve, reject) => {
+    let log = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      log += chunk.toString();
+      if (log.includes('Worker ready')) resolve();
+    });
+    child.once('exit', code => reject(new Error(`the benchmark worker exited (${code}): ${log.slice(-2000)}`)));
+  });
+  return child;
+}
+
+async function latencyRun(env: Record<string, string>): Promise<Record<string, unknown>> {
   const connection = resolveConnectionOptions({ healthCheckIntervalMs: 0 }, env);
-  const producer = createProducer({ connection, env, prefix: 'bench', defaultQueue: queueName, logger: quiet });
-  const worker = createWorker({ tasks, concurrency: CONCURRENCY, env, prefix: 'bench', logger: quiet });
-  await worker.start();
-  const total = LATENCY_RATE * LATENCY_SECONDS;
-  const started = performance.now();
-  const pending: Array<Promise<unknown>> = [];
-  for (let i = 0; i < total; i++) {
-    const due = started + (i * 1000) / LATENCY_RATE;
-    const wait = due - performance.now();
-    if (wait > 1) await new Promise(r => setTimeout(r, wait));
-    pending.push(producer.enqueue('stamp', { sentAt: now() }));
+  const producer = createProducer({ connection, env, prefix: 'bench', defaultQueue: 'bench-latency', logger: quiet });
+  const worker = await spawnWorker(env);
+  try {
+    await producer.enqueue('stamp', { sentAt: now() }); // warm-up
+    const total = LATENCY_RATE * LATENCY_SECONDS;
+    const started = performance.now();
+    const pending: Array<Promise<{ id: string }>> = [];
+    for (let i = 0; i < total; i++) {
+      const due = started + (i * 1000) / LATENCY_RATE;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise(r => setTimeout(r, wait));
+      pending.push(producer.enqueue('stamp', { sentAt: now() }));
+    }
+    const ids = (await Promise.all(pending)).map(r => r.id);
+    const achievedRate = total / ((performance.now() - started) / 1000);
+    const records = await Promise.all(ids.map(id => producer.waitForResult(id, { timeoutMs: 30_000 })));
+    const latencies = records.map(r => Number(r.result));
+    return {
+      bench: 'latency',
+      jobs: total,
+      worker: 'separate process (taskline-worker start)',
+      target_rate_per_s: LATENCY_RATE,
+      achieved_rate_per_s: Math.round(achievedRate),
+      p50_ms: Number(percentile(latencies, 50).toFixed(2)),
+      p99_ms: Number(percentile(latencies, 99).toFixed(2)),
+      max_ms: Number(Math.max(...latencies).toFixed(2)),
+      targets: { p50_ms: 2, p99_ms: 10 },
+    };
+  } finally {
+    worker.kill('SIGTERM');
+    await new Promise(r => worker.once('exit', r));
+    await producer.close();
   }
-  await Promise.all(pending);
-  const deadline = performance.now() + 30_000;
-  while (latencies.length < total && performance.now() < deadline) await new Promise(r => setTimeout(r, 20));
-  const achievedRate = total / ((performance.now() - started) / 1000);
-  await worker.close();
-  await producer.close();
-  return {
-    bench: 'latency',
-    jobs: total,
-    started_jobs: latencies.length,
-    target_rate_per_s: LATENCY_RATE,
-    achieved_rate_per_s: Math.round(achievedRate),
-    p50_ms: Number(percentile(latencies, 50).toFixed(2)),
-    p99_ms: Number(percentile(latencies, 99).toFixed(2)),
-    max_ms: Number(Math.max(...latencies).toFixed(2)),
-    targets: { p50_ms: 2, p99_ms: 10 },
-  };
 }
 
 async function connectionCount(server: RunningRedis): Promise<number> {
@@ -230,11 +244,12 @@ try {
   const raw: Cost[] = [];
   const ours: Cost[] = [];
   const only = process.env['BENCH_ONLY']; // 'bullmq' | 'taskline', for profiling one side
-  for (let round = 0; round < ROUNDS; round++) {
+  const part = process.env['BENCH_PART']; // 'throughput' | 'latency' | 'connections' to run one part
+  for (let round = 0; round < ROUNDS && (!part || part === 'throughput'); round++) {
     if (only !== 'taskline') raw.push(await rawBullmqRun(broker, round));
     if (only !== 'bullmq') ours.push(await tasklineRun(env, broker, backend, round));
   }
-  print({
+  if (raw.length + ours.length > 0) print({
     bench: 'throughput',
     jobs_per_round: JOBS,
     rounds: ROUNDS,
@@ -251,10 +266,8 @@ try {
     bullmq_redis_cpu_us_per_job: median(raw.map(c => c.redisCpuUsPerJob)),
     taskline_redis_cpu_us_per_job: median(ours.map(c => c.redisCpuUsPerJob)),
   });
-  if (!only && process.env['BENCH_THROUGHPUT_ONLY'] !== 'true') {
-    print(await latencyRun(env));
-    print(await connectionsRun(env, broker, backend));
-  }
+  if (!only && (!part || part === 'latency')) print(await latencyRun(env));
+  if (!only && (!part || part === 'connections')) print(await connectionsRun(env, broker, backend));
 } finally {
   await broker.stop();
   await backend.stop();
