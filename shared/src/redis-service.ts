@@ -461,7 +461,13 @@ export class RedisService {
       const ready = state?.interrupted ? readyOrError(client) : this.#waitReady(client);
       await withTimeout(ready, this.#settings.connectTimeoutMs * 2, 'connect');
       const started = performance.now();
-      await withTimeout(client.ping(), this.#settings.connectTimeoutMs, 'PING');
+      // A server that just died may not have been noticed yet: its close ends the PING at once.
+      const loss = connectionLoss(client);
+      try {
+        await withTimeout(Promise.race([client.ping(), loss.lost]), this.#settings.connectTimeoutMs, 'PING');
+      } finally {
+        loss.cancel();
+      }
       report.latencyMs = Math.round((performance.now() - started) * 100) / 100;
       report.ok = true;
       report.tls = this.#tls ? describeTls(client) : null;
@@ -553,6 +559,29 @@ function speaksPlaintextRedis(host: string, port: number): Promise<boolean> {
     socket.once('data', (chunk: Buffer) => finish(chunk[0] === 0x2b || chunk[0] === 0x2d));
     socket.on('error', () => finish(false));
   });
+}
+
+/** Rejects when the client reports an error or loses its connection; `cancel` removes the listeners. */
+function connectionLoss(client: Redis): { lost: Promise<never>; cancel: () => void } {
+  let cancel = (): void => undefined;
+  const lost = new Promise<never>((_, reject) => {
+    const onError = (err: unknown): void => {
+      cancel();
+      reject(err);
+    };
+    const onClose = (): void => {
+      cancel();
+      reject(Object.assign(new Error('the connection was lost'), { code: 'ECONNRESET' }));
+    };
+    client.once('error', onError);
+    client.once('close', onClose);
+    cancel = () => {
+      client.off('error', onError);
+      client.off('close', onClose);
+    };
+  });
+  lost.catch(() => undefined);
+  return { lost, cancel };
 }
 
 /** Resolves when the client is ready; rejects on its next error or end. */
