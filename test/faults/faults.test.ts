@@ -4,6 +4,7 @@
 import { expect } from 'chai';
 import { runningRedisCount } from '../harness/index.js';
 import * as cases from '../reliability/cases.js';
+import { load } from '../reliability/load-case.js';
 import { cleanup, linesWithSecrets, report } from '../reliability/support.js';
 
 const LARGE: cases.FaultSize = { jobs: 2000, jobMs: 100, workers: 3, concurrency: 20, faultMs: 10_000, settleMs: 300_000 };
@@ -76,7 +77,7 @@ describe('reliability under faults (long)', function () {
   });
 
   it('load: 50,000 jobs from the HTTP API and the library through 4 worker processes over TLS', async function () {
-    const summary = await cases.load({ jobs: 50_000, workers: 4, concurrency: 50, bulk: 500, inFlight: 4, maxConnections: MAX_CONNECTIONS, settleMs: 600_000 });
+    const summary = await load({ jobs: 50_000, workers: 4, concurrency: 50, bulk: 500, inFlight: 4, maxConnections: MAX_CONNECTIONS, settleMs: 600_000 });
     check(summary);
     for (const [name, peak] of Object.entries(summary['peakConnectionsPerProcess'] as Record<string, { broker: number; backend: number }>)) {
       expect(peak.broker, `${name} broker connections`).to.be.at.most(MAX_CONNECTIONS);

@@ -3,6 +3,7 @@
 import { expect } from 'chai';
 import { runningRedisCount } from '../harness/index.js';
 import * as cases from './cases.js';
+import { load } from './load-case.js';
 import { cleanup, linesWithSecrets, report } from './support.js';
 
 const SMALL: cases.FaultSize = { jobs: 120, jobMs: 50, workers: 2, concurrency: 8, faultMs: 3000, settleMs: 60_000 };
@@ -67,7 +68,7 @@ describe('reliability under faults (short)', function () {
   });
 
   it('load: jobs from the HTTP API and the library through 4 worker processes, connections bounded', async function () {
-    const summary = await cases.load({ jobs: 2000, workers: 4, concurrency: 20, bulk: 250, inFlight: 2, maxConnections: 10, settleMs: 90_000 });
+    const summary = await load({ jobs: 2000, workers: 4, concurrency: 20, bulk: 250, inFlight: 2, maxConnections: 10, settleMs: 90_000 });
     check(summary);
     for (const [name, peak] of Object.entries(summary['peakConnectionsPerProcess'] as Record<string, { broker: number; backend: number }>)) {
       expect(peak.broker, `${name} broker connections`).to.be.at.most(10);

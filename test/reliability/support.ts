@@ -1,6 +1,6 @@
 // Shared machinery of the reliability suites: a TLS broker + TLS result backend, worker and API
 // processes started from their bins, execution accounting and RSS / connection sampling.
-// The fault cases themselves live in cases.ts, parameterised by size, so the short default-suite
+// The fault cases live in cases.ts and the load case in load-case.ts, parameterised by size, so the short default-suite
 // versions (test/reliability) and the long ones (test/faults, `pnpm test:faults`) are one code.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
