@@ -316,10 +316,15 @@ export class Producer {
     let timer: NodeJS.Timeout | undefined;
     const ms = this.options.enqueueTimeoutMs;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(Object.assign(new Error(`Redis did not answer within ${ms} ms`), { code: 'ETIMEDOUT' })),
-        ms,
-      );
+      timer = setTimeout(() => {
+        const { host, port } = this.connections.broker.target;
+        reject(
+          new ConnectionError(
+            `The enqueue got no answer from Redis within ${ms} ms; check the broker and result backend (taskline-producer health), or raise the producer's enqueueTimeoutMs.`,
+            { code: 'ENQUEUE_TIMEOUT', kind: 'network', retryable: true, service: 'broker', host, port },
+          ),
+        );
+      }, ms);
     });
     try {
       return await Promise.race([work, deadline]);

@@ -60,3 +60,5 @@ export {
   toJobErrorInfo,
 } from './job-contract.js';
 export type { JobState, JobResultRecord, JobErrorInfo } from './job-contract.js';
+export { CommandBatcher } from './command-batcher.js';
+export { evalScript } from './result-backend.js';

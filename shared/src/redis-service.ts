@@ -230,13 +230,12 @@ export class RedisService {
       connectionName: `taskline:${this.#component}:${this.service}:${purpose}`,
       connectTimeout: s.connectTimeoutMs,
       ...(s.commandTimeoutMs > 0 && purpose === 'shared' && !waitsThroughOutages ? { commandTimeout: s.commandTimeoutMs } : {}),
-      // Producers fail fast after `retries` reconnect attempts; workers and the beat wait.
-      maxRetriesPerRequest: waitsThroughOutages ? null : s.retries,
+      // Producers fail fast after `retries` reconnect attempts; workers and the beat wait for the
+      // broker. Result-backend commands always fail fast: the result writer's own retry loop
+      // and its deadline (RESULT_WRITE_DEADLINE_MS) decide, rather than a queue without end.
+      maxRetriesPerRequest: waitsThroughOutages && this.service === 'broker' ? null : s.retries,
       enableReadyCheck: true,
       Connector: SafeConnector,
-      // Result writes of concurrent jobs leave in one socket write per tick (measured: less CPU
-      // per job on both sides); BullMQ's broker traffic is left as BullMQ expects it.
-      ...(purpose === 'shared' && this.service === 'backend' ? { enableAutoPipelining: true } : {}),
       lazyConnect: true,
       ...extra,
     };

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ClosedError, TasklineError } from './errors.js';
 import { toConnectionError } from './error-mapping.js';
+import { CommandBatcher } from './command-batcher.js';
 import { isTerminalState, type JobResultRecord } from './job-contract.js';
 import { createSilentLogger, type Logger } from './logger.js';
 import type { Lease, RedisService } from './redis-service.js';
@@ -44,13 +45,37 @@ export interface ResultBackendOptions {
   logger?: Logger;
 }
 
-/** Stores a final record with its TTL and wakes the waiters, atomically. */
-const STORE_FINAL_SCRIPT = `
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
+/**
+ * Stores a batch of records with their TTL; for each final one, wakes the waiters.
+ * KEYS: the record keys. ARGV: ttl, channel, then per key its JSON and its id ('' = no wake-up).
+ */
+const STORE_SCRIPT = `
+local ttl = ARGV[1]
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, ARGV[2 * i + 1], 'EX', ttl)
+  local id = ARGV[2 * i + 2]
+  if id ~= '' then redis.call('PUBLISH', ARGV[2], id) end
+end
+return #KEYS
 `;
-const STORE_FINAL_SHA = createHash('sha1').update(STORE_FINAL_SCRIPT).digest('hex');
+const STORE_SHA = createHash('sha1').update(STORE_SCRIPT).digest('hex');
+
+interface StoreItem {
+  key: string;
+  json: string;
+  /** The job id to publish on the results channel, or '' for a non-final state. */
+  wake: string;
+}
+
+/** Runs a script by its SHA, loading it on the first NOSCRIPT. */
+export async function evalScript(client: Redis, sha: string, script: string, keys: string[], args: Array<string | number>): Promise<unknown> {
+  try {
+    return await client.evalsha(sha, keys.length, ...keys, ...args);
+  } catch (err) {
+    if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+    return client.eval(script, keys.length, ...keys, ...args);
+  }
+}
 
 type Waiter = { resolve: (record: JobResultRecord) => void; reject: (err: Error) => void };
 
@@ -68,6 +93,13 @@ export class ResultBackend {
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #revokeListeners = new Set<(jobId: string) => void>();
   #subscriber: Promise<Lease> | null = null;
+  readonly #stores = new CommandBatcher<StoreItem, unknown>(items =>
+    evalScript(this.#client(), STORE_SHA, STORE_SCRIPT, items.map(i => i.key), [
+      this.expiresSeconds,
+      this.#resultsChannel,
+      ...items.flatMap(i => [i.json, i.wake]),
+    ]).then(() => items.map(() => null)),
+  );
   #recheckTimer: NodeJS.Timeout | null = null;
   #closed = false;
 
@@ -117,16 +149,9 @@ export class ResultBackend {
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        const client = this.#client();
-        if (terminal) {
-          // One command instead of MULTI/SET/PUBLISH/EXEC: the hot path's last write.
-          await client.evalsha(STORE_FINAL_SHA, 1, this.key(record.id), json, this.expiresSeconds, this.#resultsChannel, record.id).catch((err: unknown) => {
-            if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-            return client.eval(STORE_FINAL_SCRIPT, 1, this.key(record.id), json, this.expiresSeconds, this.#resultsChannel, record.id);
-          });
-        } else {
-          await client.set(this.key(record.id), json, 'EX', this.expiresSeconds);
-        }
+        if (this.#closed) throw new ClosedError('The result backend');
+        // Writes made in the same tick by concurrent jobs go out as one command.
+        await this.#stores.submit({ key: this.key(record.id), json, wake: terminal ? record.id : '' });
         return;
       } catch (err) {
         if (err instanceof ClosedError) throw err;

@@ -20,7 +20,7 @@ import { startRedis, type RunningRedis } from '../harness/index.js';
 const JOBS = Number(process.env['BENCH_JOBS'] ?? 20_000);
 const CONCURRENCY = Number(process.env['BENCH_CONCURRENCY'] ?? 50);
 const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
-const LATENCY_RATE = 1000; // jobs per second
+const LATENCY_RATE = Number(process.env['BENCH_LATENCY_RATE'] ?? 1000); // jobs per second
 const LATENCY_SECONDS = Number(process.env['BENCH_LATENCY_SECONDS'] ?? 5);
 const CONCURRENT_ENQUEUES = 10_000;
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -137,40 +137,75 @@ async function tasklineRun(env: Record<string, string>, broker: RunningRedis, ba
 }
 
 /** A worker process of the real bin, as deployed: the latency run's consumer. */
-async function spawnWorker(env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['worker/bin/taskline-worker.js', 'start', '--tasks', 'test/bench/fixtures/latency-tasks.ts', '--concurrency', String(CONCURRENCY), '--metrics-port', '0'], {
+const TASKLINE_WORKER = ['worker/bin/taskline-worker.js', 'start', '--tasks', 'test/bench/fixtures/latency-tasks.ts', '--concurrency', String(CONCURRENCY), '--metrics-port', '0'];
+const RAW_WORKER = ['--import', 'tsx', 'test/bench/fixtures/raw-bullmq-worker.ts'];
+
+async function spawnWorker(env: Record<string, string>, args: string[] = TASKLINE_WORKER): Promise<ChildProcess> {
+  const profile = process.env['BENCH_WORKER_PROFILE_DIR']; // a .cpuprofile of the worker process
+  const child = spawn(process.execPath, [...(profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []), ...args], {
     cwd: ROOT,
-    env: { ...process.env, ...env, TASKLINE_PREFIX: 'bench', LOG_LEVEL: 'info', LOG_FORMAT: 'json' },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env, TASKLINE_PREFIX: 'bench', LOG_LEVEL: process.env['BENCH_WORKER_LOG_LEVEL'] ?? 'info', LOG_FORMAT: 'json', TASKLINE_METRICS_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   await new Promise<void>((resolve, reject) => {
     let log = '';
-    child.stderr?.on('data', (chunk: Buffer) => {
-      log += chunk.toString();
-      if (log.includes('Worker ready')) resolve();
-    });
+    const onData = (chunk: Buffer): void => {
+      log = (log + chunk.toString()).slice(-4000);
+      if (log.includes('Worker ready')) {
+        child.stderr?.off('data', onData);
+        child.stderr?.resume(); // keep draining, without reading
+        resolve();
+      }
+    };
+    child.stderr?.on('data', onData);
     child.once('exit', code => reject(new Error(`the benchmark worker exited (${code}): ${log.slice(-2000)}`)));
   });
   return child;
 }
 
-async function latencyRun(env: Record<string, string>): Promise<Record<string, unknown>> {
+/** Paces `total` calls of `send` at LATENCY_RATE per second; returns the rate achieved. */
+async function paced(total: number, send: () => Promise<unknown>): Promise<{ rate: number; results: unknown[] }> {
+  const started = performance.now();
+  const pending: Array<Promise<unknown>> = [];
+  for (let i = 0; i < total; i++) {
+    const due = started + (i * 1000) / LATENCY_RATE;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise(r => setTimeout(r, wait));
+    pending.push(send());
+  }
+  const results = await Promise.all(pending);
+  return { rate: total / ((performance.now() - started) / 1000), results };
+}
+
+/** Raw BullMQ, same broker, concurrency, handler, pacing: the side-by-side reference. */
+async function rawLatencyRun(env: Record<string, string>, broker: RunningRedis): Promise<{ p50: number; p99: number; rate: number }> {
+  const worker = await spawnWorker(env, RAW_WORKER);
+  const connection = rawClient(broker);
+  const queue = new Queue('bench-latency-raw', { connection, prefix: 'bench' });
+  let out = '';
+  worker.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const total = LATENCY_RATE * LATENCY_SECONDS;
+  const { rate } = await paced(total, () => queue.add('stamp', { sentAt: now() }, { removeOnComplete: true }));
+  await drained(queue);
+  worker.kill('SIGTERM');
+  await new Promise(r => worker.once('exit', r));
+  await queue.obliterate({ force: true });
+  await queue.close();
+  connection.disconnect();
+  const latencies = JSON.parse(out.trim() || '[]') as number[];
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), rate };
+}
+
+async function latencyRun(env: Record<string, string>, broker: RunningRedis): Promise<Record<string, unknown>> {
+  const raw = await rawLatencyRun(env, broker);
   const connection = resolveConnectionOptions({ healthCheckIntervalMs: 0 }, env);
   const producer = createProducer({ connection, env, prefix: 'bench', defaultQueue: 'bench-latency', logger: quiet });
   const worker = await spawnWorker(env);
   try {
     await producer.enqueue('stamp', { sentAt: now() }); // warm-up
     const total = LATENCY_RATE * LATENCY_SECONDS;
-    const started = performance.now();
-    const pending: Array<Promise<{ id: string }>> = [];
-    for (let i = 0; i < total; i++) {
-      const due = started + (i * 1000) / LATENCY_RATE;
-      const wait = due - performance.now();
-      if (wait > 1) await new Promise(r => setTimeout(r, wait));
-      pending.push(producer.enqueue('stamp', { sentAt: now() }));
-    }
-    const ids = (await Promise.all(pending)).map(r => r.id);
-    const achievedRate = total / ((performance.now() - started) / 1000);
+    const { rate: achievedRate, results } = await paced(total, () => producer.enqueue('stamp', { sentAt: now() }));
+    const ids = (results as Array<{ id: string }>).map(r => r.id);
     const records = await Promise.all(ids.map(id => producer.waitForResult(id, { timeoutMs: 30_000 })));
     const latencies = records.map(r => Number(r.result));
     return {
@@ -183,6 +218,9 @@ async function latencyRun(env: Record<string, string>): Promise<Record<string, u
       p99_ms: Number(percentile(latencies, 99).toFixed(2)),
       max_ms: Number(Math.max(...latencies).toFixed(2)),
       targets: { p50_ms: 2, p99_ms: 10 },
+      bullmq_p50_ms: Number(raw.p50.toFixed(2)),
+      bullmq_p99_ms: Number(raw.p99.toFixed(2)),
+      bullmq_achieved_rate_per_s: Math.round(raw.rate),
     };
   } finally {
     worker.kill('SIGTERM');
@@ -266,7 +304,7 @@ try {
     bullmq_redis_cpu_us_per_job: median(raw.map(c => c.redisCpuUsPerJob)),
     taskline_redis_cpu_us_per_job: median(ours.map(c => c.redisCpuUsPerJob)),
   });
-  if (!only && (!part || part === 'latency')) print(await latencyRun(env));
+  if (!only && (!part || part === 'latency')) print(await latencyRun(env, broker));
   if (!only && (!part || part === 'connections')) print(await connectionsRun(env, broker, backend));
 } finally {
   await broker.stop();

@@ -1,21 +1,26 @@
 import { createHash } from 'node:crypto';
-import { backoffDelay, ResultWriteError, sleep, type JobResultRecord, type RedisService } from '@taskline/shared';
+import { backoffDelay, CommandBatcher, evalScript, ResultWriteError, sleep, type JobResultRecord, type RedisService } from '@taskline/shared';
 
-// One round trip: read the record; if it is REVOKED leave it and say so (-1), else store
-// STARTED and return the per-job time limit the producer recorded (0 when none).
-// A revoke written by any process (even before this worker started) is seen here.
+// One round trip for every job starting in the same tick: per record, if it is REVOKED leave it
+// and answer -1, else store STARTED and answer the per-job time limit the producer recorded
+// (0 when none). A revoke written by any process (even before this worker started) is seen here.
+// KEYS: record keys. ARGV: ttl, then one STARTED record (JSON) per key.
 const START_SCRIPT = `
-local current = redis.call('GET', KEYS[1])
-local timeout = 0
-if current then
-  local ok, record = pcall(cjson.decode, current)
-  if ok and type(record) == 'table' then
-    if record['state'] == 'REVOKED' then return -1 end
-    if type(record['timeoutMs']) == 'number' then timeout = record['timeoutMs'] end
+local answers = {}
+for i, key in ipairs(KEYS) do
+  local current = redis.call('GET', key)
+  local answer = 0
+  if current then
+    local ok, record = pcall(cjson.decode, current)
+    if ok and type(record) == 'table' then
+      if record['state'] == 'REVOKED' then answer = -1
+      elseif type(record['timeoutMs']) == 'number' then answer = record['timeoutMs'] end
+    end
   end
+  if answer >= 0 then redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1]) end
+  answers[i] = answer
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return timeout
+return answers
 `;
 const START_SHA = createHash('sha1').update(START_SCRIPT).digest('hex');
 
@@ -29,6 +34,11 @@ export class JobStartRecorder {
   readonly #key: (jobId: string) => string;
   readonly #expiresSeconds: number;
   readonly #deadlineMs: number;
+  readonly #batch = new CommandBatcher<{ key: string; json: string }, number>(items =>
+    evalScript(this.#service.client(), START_SHA, START_SCRIPT, items.map(i => i.key), [this.#expiresSeconds, ...items.map(i => i.json)]).then(
+      answers => (answers as unknown[]).map(Number),
+    ),
+  );
 
   constructor(service: RedisService, key: (jobId: string) => string, expiresSeconds: number, deadlineMs: number) {
     this.#service = service;
@@ -56,14 +66,7 @@ export class JobStartRecorder {
     }
   }
 
-  async #run(jobId: string, json: string): Promise<number> {
-    const client = this.#service.client();
-    const args = [1, this.#key(jobId), json, this.#expiresSeconds] as const;
-    try {
-      return Number(await client.evalsha(START_SHA, ...args));
-    } catch (err) {
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return Number(await client.eval(START_SCRIPT, ...args));
-    }
+  #run(jobId: string, json: string): Promise<number> {
+    return this.#batch.submit({ key: this.#key(jobId), json });
   }
 }
