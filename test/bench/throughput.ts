@@ -164,7 +164,8 @@ async function spawnWorker(env: Record<string, string>, args: string[] = TASKLIN
 }
 
 /** Paces `total` calls of `send` at LATENCY_RATE per second; returns the rate achieved. */
-async function paced(total: number, send: () => Promise<unknown>): Promise<{ rate: number; results: unknown[] }> {
+async function paced(total: number, send: () => Promise<unknown>): Promise<{ rate: number; results: unknown[]; cpuUsPerCall: number }> {
+  const cpu0 = process.cpuUsage();
   const started = performance.now();
   const pending: Array<Promise<unknown>> = [];
   for (let i = 0; i < total; i++) {
@@ -174,18 +175,19 @@ async function paced(total: number, send: () => Promise<unknown>): Promise<{ rat
     pending.push(send());
   }
   const results = await Promise.all(pending);
-  return { rate: total / ((performance.now() - started) / 1000), results };
+  const cpu = process.cpuUsage(cpu0);
+  return { rate: total / ((performance.now() - started) / 1000), results, cpuUsPerCall: Math.round((cpu.user + cpu.system) / total) };
 }
 
 /** Raw BullMQ, same broker, concurrency, handler, pacing: the side-by-side reference. */
-async function rawLatencyRun(env: Record<string, string>, broker: RunningRedis): Promise<{ p50: number; p99: number; rate: number }> {
+async function rawLatencyRun(env: Record<string, string>, broker: RunningRedis): Promise<{ p50: number; p99: number; rate: number; cpuUsPerCall: number }> {
   const worker = await spawnWorker(env, RAW_WORKER);
   const connection = rawClient(broker);
   const queue = new Queue('bench-latency-raw', { connection, prefix: 'bench' });
   let out = '';
   worker.stdout?.on('data', (chunk: Buffer) => (out += chunk.toString()));
   const total = LATENCY_RATE * LATENCY_SECONDS;
-  const { rate } = await paced(total, () => queue.add('stamp', { sentAt: now() }, { removeOnComplete: true }));
+  const { rate, cpuUsPerCall } = await paced(total, () => queue.add('stamp', { sentAt: now() }, { removeOnComplete: true }));
   await drained(queue);
   worker.kill('SIGTERM');
   await new Promise(r => worker.once('exit', r));
@@ -193,7 +195,7 @@ async function rawLatencyRun(env: Record<string, string>, broker: RunningRedis):
   await queue.close();
   connection.disconnect();
   const latencies = JSON.parse(out.trim() || '[]') as number[];
-  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), rate };
+  return { p50: percentile(latencies, 50), p99: percentile(latencies, 99), rate, cpuUsPerCall };
 }
 
 async function latencyRun(env: Record<string, string>, broker: RunningRedis): Promise<Record<string, unknown>> {
@@ -204,7 +206,7 @@ async function latencyRun(env: Record<string, string>, broker: RunningRedis): Pr
   try {
     await producer.enqueue('stamp', { sentAt: now() }); // warm-up
     const total = LATENCY_RATE * LATENCY_SECONDS;
-    const { rate: achievedRate, results } = await paced(total, () => producer.enqueue('stamp', { sentAt: now() }));
+    const { rate: achievedRate, results, cpuUsPerCall } = await paced(total, () => producer.enqueue('stamp', { sentAt: now() }));
     const ids = (results as Array<{ id: string }>).map(r => r.id);
     const records = await Promise.all(ids.map(id => producer.waitForResult(id, { timeoutMs: 30_000 })));
     const latencies = records.map(r => Number(r.result));
@@ -221,6 +223,8 @@ async function latencyRun(env: Record<string, string>, broker: RunningRedis): Pr
       bullmq_p50_ms: Number(raw.p50.toFixed(2)),
       bullmq_p99_ms: Number(raw.p99.toFixed(2)),
       bullmq_achieved_rate_per_s: Math.round(raw.rate),
+      producer_cpu_us_per_enqueue: cpuUsPerCall,
+      bullmq_cpu_us_per_add: raw.cpuUsPerCall,
     };
   } finally {
     worker.kill('SIGTERM');
