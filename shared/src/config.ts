@@ -111,21 +111,8 @@ export interface ResolvedConnectionOptions {
 
 type Env = Record<string, string | undefined>;
 
-/** Raw, unvalidated endpoint fields from one layer, each with the name to blame. */
-interface EndpointLayer {
-  host?: string;
-  port?: number;
-  db?: number;
-  username?: string;
-  password?: string;
-  passwordFile?: string;
-  tls?: boolean;
-  caFile?: string;
-  certFile?: string;
-  keyFile?: string;
-  servername?: string;
-  insecure?: string;
-}
+/** Raw, unvalidated endpoint fields from one layer (env, URL, options), plus any insecure setting seen. */
+type EndpointLayer = Omit<RedisEndpointOptions, 'url'> & { insecure?: string };
 
 const INSECURE_CERT_REQS = new Set(['none', 'cert_none', 'optional', 'cert_optional']);
 

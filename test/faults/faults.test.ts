@@ -2,10 +2,9 @@
 // short versions in test/reliability, bigger numbers. Each prints a `RELIABILITY {json}` line,
 // the figures in docs/RELIABILITY.md.
 import { expect } from 'chai';
-import { runningRedisCount } from '../harness/index.js';
 import * as cases from '../reliability/cases.js';
 import { load } from '../reliability/load-case.js';
-import { cleanup, linesWithSecrets, report } from '../reliability/support.js';
+import { checkSummary, installFaultSuiteChecks } from '../reliability/support.js';
 
 const LARGE: cases.FaultSize = { jobs: 2000, jobMs: 100, workers: 3, concurrency: 20, faultMs: 10_000, settleMs: 300_000 };
 const MAX_CONNECTIONS = 50;
@@ -13,19 +12,8 @@ const MAX_CONNECTIONS = 50;
 describe('reliability under faults (long)', function () {
   this.timeout(900_000);
 
-  afterEach(async function () {
-    expect(await cleanup(), 'worker/API processes left running').to.equal(0);
-    expect(runningRedisCount()).to.equal(0);
-  });
-  after(function () {
-    expect(linesWithSecrets(), 'output lines with the Redis password or API token').to.deep.equal([]);
-  });
-
-  const check = (summary: cases.Summary): void => {
-    report(summary);
-    expect(summary.lost, `lost jobs: ${summary.lostSample.join('; ')}`).to.equal(0);
-    expect(summary.completed).to.equal(summary.jobs);
-  };
+  installFaultSuiteChecks();
+  const check = checkSummary;
 
   it('a worker killed with SIGKILL mid-job under load: its jobs are redelivered and complete', async function () {
     const summary = await cases.sigkillWorker({ ...LARGE, jobMs: 300 });

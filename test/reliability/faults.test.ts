@@ -1,29 +1,17 @@
 // Short versions of the fault cases (the long ones: test/faults, `pnpm test:faults`).
 // Each asserts exact accounting: every job completed, none lost; duplicates are reported.
 import { expect } from 'chai';
-import { runningRedisCount } from '../harness/index.js';
 import * as cases from './cases.js';
 import { load } from './load-case.js';
-import { cleanup, linesWithSecrets, report } from './support.js';
+import { checkSummary, installFaultSuiteChecks } from './support.js';
 
 const SMALL: cases.FaultSize = { jobs: 120, jobMs: 50, workers: 2, concurrency: 8, faultMs: 3000, settleMs: 60_000 };
 
 describe('reliability under faults (short)', function () {
   this.timeout(120_000);
 
-  afterEach(async function () {
-    expect(await cleanup(), 'worker/API processes left running').to.equal(0);
-    expect(runningRedisCount()).to.equal(0);
-  });
-  after(function () {
-    expect(linesWithSecrets(), 'output lines with the Redis password or API token').to.deep.equal([]);
-  });
-
-  const check = (summary: cases.Summary): void => {
-    report(summary);
-    expect(summary.lost, `lost jobs: ${summary.lostSample.join('; ')}`).to.equal(0);
-    expect(summary.completed).to.equal(summary.jobs);
-  };
+  installFaultSuiteChecks();
+  const check = checkSummary;
 
   it('a worker killed with SIGKILL mid-job: its jobs are redelivered and complete', async function () {
     const summary = await cases.sigkillWorker({ ...SMALL, jobMs: 300 });

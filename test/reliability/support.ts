@@ -10,7 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createProducer, type Producer, type ProducerOptions } from '@taskline/producer';
 import type { JobResultRecord } from '@taskline/shared';
-import { startRedis, startTcpProxy, type RunningRedis, type TcpProxy } from '../harness/index.js';
+import { expect } from 'chai';
+import { runningRedisCount, startRedis, startTcpProxy, type RunningRedis, type TcpProxy } from '../harness/index.js';
 
 const WORKER_BIN = fileURLToPath(new URL('../../worker/bin/taskline-worker.js', import.meta.url));
 const PRODUCER_BIN = fileURLToPath(new URL('../../producer/bin/taskline-producer.js', import.meta.url));
@@ -340,4 +341,25 @@ export async function inFlightOn(producer: Producer, ids: string[], pid: number)
     const r = states.get(id);
     return r?.state === 'STARTED' && r.worker?.endsWith(`:${pid}`) === true;
   });
+}
+
+/**
+ * The checks every fault suite (short and long) runs: nothing left running after each case,
+ * no secret in any output line, and exact accounting of each case's jobs.
+ */
+export function installFaultSuiteChecks(): void {
+  afterEach(async function () {
+    expect(await cleanup(), 'worker/API processes left running').to.equal(0);
+    expect(runningRedisCount()).to.equal(0);
+  });
+  after(function () {
+    expect(linesWithSecrets(), 'output lines with the Redis password or API token').to.deep.equal([]);
+  });
+}
+
+/** Reports a case's figures and fails on any lost or unfinished job. */
+export function checkSummary(summary: { lost: number; completed: number; jobs: number; lostSample: string[] }): void {
+  report(summary as Parameters<typeof report>[0]);
+  expect(summary.lost, `lost jobs: ${summary.lostSample.join('; ')}`).to.equal(0);
+  expect(summary.completed).to.equal(summary.jobs);
 }
