@@ -10,6 +10,7 @@ import {
 } from '@taskline/shared';
 import { encodeBackoff } from './backoff.js';
 import { JobRevokedError, ResultNotSerializableError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
+import { AttemptAbort, type Abortable } from './attempt-abort.js';
 import type { JobStartRecorder } from './job-start.js';
 import type { TaskRateLimiter } from './rate-limiter.js';
 import type { ResolvedTask, TaskContext, TaskSet } from './tasks.js';
@@ -26,8 +27,8 @@ export interface JobRunnerDeps {
   logger: Logger;
   /** `host:pid`, stored on each record. */
   workerId: string;
-  /** Running jobs' abort controllers by job id, shared by all queues (revokes abort them). */
-  running: Map<string, AbortController>;
+  /** Running attempts by job id, shared by all queues (revokes and forced shutdowns abort them). */
+  running: Map<string, Abortable>;
 }
 
 type Stored = Pick<JobResultRecord, 'state'> & Partial<JobResultRecord>;
@@ -41,19 +42,25 @@ type Stored = Pick<JobResultRecord, 'state'> & Partial<JobResultRecord>;
 export function createJobProcessor(deps: JobRunnerDeps) {
   const { tasks, queue, metrics } = deps;
   const known = [...tasks.tasks.keys()];
+  // Label-bound metric children, made once: looking labels up per job is measurable.
+  const active = metrics.active.labels({ queue });
+  const latency = metrics.latency.labels({ queue });
+  const perTask = new Map<string, { duration: ReturnType<typeof metrics.duration.labels>; success: ReturnType<typeof metrics.jobs.labels> }>();
+  const bound = (task: string) => {
+    let entry = perTask.get(task);
+    if (!entry) {
+      entry = { duration: metrics.duration.labels({ task, queue }), success: metrics.jobs.labels({ task, queue, outcome: 'success' }) };
+      perTask.set(task, entry);
+    }
+    return entry;
+  };
 
   return async function processJob(job: Job, token?: string, bullSignal?: AbortSignal): Promise<null> {
     const jobId = job.id ?? '';
     const task = tasks.tasks.get(job.name);
-    // Built on first use: a winston child per job is measurable on the hot path.
+    // The job's child logger is made on first use: one per job is measurable on the hot path.
     let bound: Logger | null = null;
-    const logger = new Proxy({} as Logger, {
-      get: (_target, property) => {
-        bound ??= deps.logger.child({ jobId, task: job.name, queue });
-        const value = Reflect.get(bound, property, bound) as unknown;
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(bound) : value;
-      },
-    });
+    const logger = (): Logger => (bound ??= deps.logger.child({ jobId, task: job.name, queue }));
     if (!task) {
       const error = new UnknownTaskError(job.name, queue, known);
       await writeOutcome(job, null, { state: 'FAILURE', error: errorInfo(error) }, logger);
@@ -75,18 +82,18 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     }
     if (job.attemptsMade === 0 && job.attemptsStarted <= 1) {
       const due = job.timestamp + (job.opts.delay ?? 0);
-      metrics.latency.observe({ queue }, Math.max(0, Date.now() - due) / 1000);
+      latency.observe(Math.max(0, Date.now() - due) / 1000);
     }
 
-    const controller = new AbortController();
+    const controller = new AttemptAbort();
     deps.running.set(jobId, controller);
     const startedAt = new Date().toISOString();
     const base = baseRecord(job, task, queue, attempt, attempts, startedAt, deps.workerId);
     try {
       const { revoked, timeoutMs } = await deps.starts.start({ ...base, state: 'STARTED', updatedAt: startedAt });
-      if (revoked || controller.signal.reason instanceof JobRevokedError) {
+      if (revoked || controller.reason instanceof JobRevokedError) {
         metrics.jobs.inc({ task: task.name, queue, outcome: 'revoked' });
-        logger.info('Skipped a revoked job');
+        logger().info('Skipped a revoked job');
         return null;
       }
       // A time limit given at enqueue wins over the task's.
@@ -101,10 +108,10 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     job: Job,
     token: string | undefined,
     task: ResolvedTask,
-    controller: AbortController,
+    controller: AttemptAbort,
     bullSignal: AbortSignal | undefined,
     base: JobResultRecord,
-    logger: Logger,
+    logger: () => Logger,
   ): Promise<null> {
     const onBullAbort = (): void => controller.abort(new WorkerShutdownError());
     bullSignal?.addEventListener('abort', onBullAbort, { once: true });
@@ -115,27 +122,31 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       queue,
       attempt: base.attempt,
       attempts: base.attempts,
-      signal: controller.signal,
-      logger,
+      get signal() {
+        return controller.signal;
+      },
+      get logger() {
+        return logger();
+      },
       progress: async value => {
         await job.updateProgress(value);
       },
     };
-    metrics.active.inc({ queue });
+    active.inc();
     const started = performance.now();
     let result: unknown;
     let thrown: unknown;
     let failed = false;
     try {
-      result = await untilAborted(() => task.run(job.data, ctx), controller.signal);
+      result = await untilAborted(() => task.run(job.data, ctx), controller);
     } catch (err) {
       failed = true;
       thrown = err;
     } finally {
       if (timer) clearTimeout(timer);
       bullSignal?.removeEventListener('abort', onBullAbort);
-      metrics.active.dec({ queue });
-      metrics.duration.observe({ task: task.name, queue }, (performance.now() - started) / 1000);
+      active.dec();
+      bound(task.name).duration.observe((performance.now() - started) / 1000);
     }
 
     if (!failed) {
@@ -148,22 +159,22 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       }
       if (!failed) {
         await writeOutcome(job, base, { state: 'SUCCESS', result: json }, logger);
-        metrics.jobs.inc({ task: task.name, queue, outcome: 'success' });
+        bound(task.name).success.inc();
         return null;
       }
     }
 
-    const reason: unknown = controller.signal.reason;
+    const reason: unknown = controller.reason;
     if (reason instanceof JobRevokedError) {
       // The revoker already stored REVOKED; keep it, and do not let BullMQ retry.
       metrics.jobs.inc({ task: task.name, queue, outcome: 'revoked' });
-      logger.info('A revoked job was aborted');
+      logger().info('A revoked job was aborted');
       throw new UnrecoverableError(reason.message);
     }
     if (reason instanceof WorkerShutdownError) {
       // Hand the job straight back (without using up an attempt) rather than leave it to the
       // stalled check; if the broker is unreachable the lock expiry redelivers it instead.
-      logger.warn('A job was aborted by a forced shutdown; it goes back to the queue');
+      logger().warn('A job was aborted by a forced shutdown; it goes back to the queue');
       if (token) await job.moveToDelayed(Date.now(), token).catch(() => undefined);
       throw new DelayedError(reason.message);
     }
@@ -173,11 +184,11 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     const willRetry = !unrecoverable && base.attempt < base.attempts;
     await writeOutcome(job, base, { state: willRetry ? 'RETRY' : 'FAILURE', error }, logger);
     metrics.jobs.inc({ task: task.name, queue, outcome: willRetry ? 'retry' : 'failure' });
-    logger.warn(willRetry ? 'Job attempt failed; it will be retried' : 'Job failed', { attempt: base.attempt, attempts: base.attempts, error: error.message });
+    logger().warn(willRetry ? 'Job attempt failed; it will be retried' : 'Job failed', { attempt: base.attempt, attempts: base.attempts, error: error.message });
     throw thrown instanceof Error ? thrown : Object.assign(new Error(error.message), { name: error.type });
   }
 
-  async function writeOutcome(job: Job, base: JobResultRecord | null, outcome: Stored, logger: Logger): Promise<void> {
+  async function writeOutcome(job: Job, base: JobResultRecord | null, outcome: Stored, logger: () => Logger): Promise<void> {
     const now = new Date().toISOString();
     const record: JobResultRecord = {
       ...(base ?? baseRecord(job, null, queue, job.attemptsMade + 1, job.opts.attempts ?? 1, null, deps.workerId)),
@@ -188,7 +199,7 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     try {
       await deps.results.write(record);
     } catch (err) {
-      logger.error('Could not store the job state in the result backend; the attempt fails', { state: record.state, error: err });
+      logger().error('Could not store the job state in the result backend; the attempt fails', { state: record.state, error: err });
       throw err;
     }
   }
@@ -220,7 +231,7 @@ function errorInfo(thrown: unknown): JobErrorInfo {
  * (a never-settling handler cannot hold the slot past its time limit). Whatever the handler
  * does later is swallowed, so it can never become an unhandled rejection.
  */
-function untilAborted<T>(run: () => Promise<T> | T, signal: AbortSignal): Promise<T> {
+function untilAborted<T>(run: () => Promise<T> | T, attempt: AttemptAbort): Promise<T> {
   let handler: Promise<T>;
   try {
     handler = Promise.resolve(run());
@@ -228,17 +239,16 @@ function untilAborted<T>(run: () => Promise<T> | T, signal: AbortSignal): Promis
     return Promise.reject(err);
   }
   handler.catch(() => undefined);
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (attempt.aborted) return Promise.reject(attempt.reason);
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
+    attempt.onAbort(reject);
     handler.then(
       value => {
-        signal.removeEventListener('abort', onAbort);
+        attempt.onAbort(null);
         resolve(value);
       },
       (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
+        attempt.onAbort(null);
         reject(err);
       },
     );

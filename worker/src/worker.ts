@@ -11,6 +11,7 @@ import {
 } from '@taskline/shared';
 import { tasklineBackoffStrategy } from './backoff.js';
 import { JobRevokedError, WorkerShutdownError } from './errors.js';
+import type { Abortable } from './attempt-abort.js';
 import { createJobProcessor } from './job-runner.js';
 import { JobStartRecorder } from './job-start.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
@@ -46,7 +47,7 @@ export class TasklineWorker {
   readonly connections: TasklineConnections;
   readonly registry: Registry;
   readonly #metrics: WorkerMetrics;
-  readonly #running = new Map<string, AbortController>();
+  readonly #running = new Map<string, Abortable>();
   readonly #workers = new Map<string, Worker>();
   readonly #runs: Array<Promise<void>> = [];
   #queues: Map<string, Queue> | null = null;
