@@ -55,7 +55,10 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     return entry;
   };
 
-  return async function processJob(job: Job, token?: string, bullSignal?: AbortSignal): Promise<null> {
+  // Two parameters on purpose: BullMQ then makes no AbortController of its own per job (it only
+  // aborts through cancelJob, which taskline does not use; forced shutdowns abort through
+  // `running`).
+  return async function processJob(job: Job, token?: string): Promise<null> {
     const jobId = job.id ?? '';
     const task = tasks.tasks.get(job.name);
     // The job's child logger is made on first use: one per job is measurable on the hot path.
@@ -98,7 +101,7 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       }
       // A time limit given at enqueue wins over the task's.
       const limited = timeoutMs === null ? task : { ...task, timeoutMs };
-      return await runAttempt(job, token, limited, controller, bullSignal, base, logger);
+      return await runAttempt(job, token, limited, controller, base, logger);
     } finally {
       deps.running.delete(jobId);
     }
@@ -109,12 +112,9 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     token: string | undefined,
     task: ResolvedTask,
     controller: AttemptAbort,
-    bullSignal: AbortSignal | undefined,
     base: JobResultRecord,
     logger: () => Logger,
   ): Promise<null> {
-    const onBullAbort = (): void => controller.abort(new WorkerShutdownError());
-    bullSignal?.addEventListener('abort', onBullAbort, { once: true });
     const timer = task.timeoutMs === null ? null : setTimeout(() => controller.abort(new TimeLimitError(task.name, task.timeoutMs ?? 0)), task.timeoutMs);
     const ctx: TaskContext = {
       jobId: base.id,
@@ -144,7 +144,6 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       thrown = err;
     } finally {
       if (timer) clearTimeout(timer);
-      bullSignal?.removeEventListener('abort', onBullAbort);
       active.dec();
       bound(task.name).duration.observe((performance.now() - started) / 1000);
     }
