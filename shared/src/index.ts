@@ -61,4 +61,4 @@ export {
 } from './job-contract.js';
 export type { JobState, JobResultRecord, JobErrorInfo } from './job-contract.js';
 export { CommandBatcher } from './command-batcher.js';
-export { evalScript } from './result-backend.js';
+export { evalScript, retryUntilDeadline } from './result-backend.js';

@@ -146,39 +146,25 @@ export class ResultBackend {
   async write(record: JobResultRecord): Promise<void> {
     const json = JSON.stringify(record);
     const terminal = isTerminalState(record.state);
-    const started = Date.now();
-    for (let attempt = 1; ; attempt++) {
-      try {
+    await retryUntilDeadline(
+      () => {
         if (this.#closed) throw new ClosedError('The result backend');
         // Writes made in the same tick by concurrent jobs go out as one command.
-        await this.#stores.submit({ key: this.key(record.id), json, wake: terminal ? record.id : '' });
-        return;
-      } catch (err) {
-        if (err instanceof ClosedError) throw err;
-        const elapsed = Date.now() - started;
-        if (elapsed >= this.#writeDeadlineMs) throw new ResultWriteError(record.id, this.#writeDeadlineMs, err);
-        if (attempt === 1) this.#logger.warn('Result write failed; retrying with backoff', { jobId: record.id, error: err });
-        await sleep(Math.min(backoffDelay(attempt, { baseMs: 100, capMs: 2000 }), this.#writeDeadlineMs - elapsed));
-      }
-    }
+        return this.#stores.submit({ key: this.key(record.id), json, wake: terminal ? record.id : '' });
+      },
+      {
+        deadlineMs: this.#writeDeadlineMs,
+        final: err => err instanceof ClosedError,
+        onFirstFailure: err => this.#logger.warn('Result write failed; retrying with backoff', { jobId: record.id, error: err }),
+        giveUp: err => new ResultWriteError(record.id, this.#writeDeadlineMs, err),
+      },
+    );
   }
 
   /**
-   * Stores PENDING records in one round trip, each only if the job has no record yet (an
-   * idempotent re-enqueue must not reset a job that already started or finished).
-   */
-  async writePending(records: JobResultRecord[]): Promise<void> {
-    if (records.length === 0) return;
-    const pipeline = this.#client().pipeline();
-    for (const record of records) pipeline.set(this.key(record.id), JSON.stringify(record), 'EX', this.expiresSeconds, 'NX');
-    const results = await pipeline.exec();
-    const failed = results?.find(([err]) => err);
-    if (failed?.[0]) throw failed[0];
-  }
-
-  /**
-   * Like `writePending`, but says, per record, whether this call created it (`true`) or a
-   * record already existed (`false`): the producer's idempotency check, atomic in Redis.
+   * Stores PENDING records in one round trip, each only if the job has no record yet (SET NX),
+   * and says per record whether this call created it (`true`) or one existed (`false`): the
+   * producer's idempotency check, atomic in Redis; a worker's STARTED is never overwritten.
    */
   async claimPending(records: JobResultRecord[]): Promise<boolean[]> {
     if (records.length === 0) return [];
@@ -311,6 +297,29 @@ export class ResultBackend {
       } catch {
         // never subscribed
       }
+    }
+  }
+}
+
+/**
+ * Runs `attempt` until it succeeds, retrying with backoff through an outage until `deadlineMs`
+ * has passed; then throws `giveUp(lastError)`. Errors for which `final` is true are thrown at once.
+ * The result-write policy: shared by the result writes here and the worker's STARTED step.
+ */
+export async function retryUntilDeadline<T>(
+  attempt: () => Promise<T>,
+  policy: { deadlineMs: number; giveUp: (err: unknown) => Error; final?: (err: unknown) => boolean; onFirstFailure?: (err: unknown) => void },
+): Promise<T> {
+  const started = Date.now();
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (policy.final?.(err)) throw err;
+      const elapsed = Date.now() - started;
+      if (elapsed >= policy.deadlineMs) throw policy.giveUp(err);
+      if (n === 1) policy.onFirstFailure?.(err);
+      await sleep(Math.min(backoffDelay(n, { baseMs: 100, capMs: 2000 }), policy.deadlineMs - elapsed));
     }
   }
 }

@@ -3,8 +3,8 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createWorker } from '@taskline/worker';
 import tasks from '../../worker/examples/tasks.js';
-import { runningRedisCount } from '../harness/index.js';
-import { freshPrefix, startProducerFixture, type ProducerFixture } from './fixtures.js';
+
+import { useProducerFixture, type ProducerFixture } from './fixtures.js';
 
 const BIN = fileURLToPath(new URL('../../producer/bin/taskline-producer.js', import.meta.url));
 const TOKEN = 'cli-token-5a4b3c2d1e0f9a8b';
@@ -37,18 +37,9 @@ function run(args: string[], env: Record<string, string>, timeoutMs = 20_000): P
 describe('taskline-producer CLI', function () {
   let fx: ProducerFixture;
   let env: Record<string, string>;
-  let redisBefore: number;
 
-  before(async () => {
-    redisBefore = runningRedisCount();
-    fx = await startProducerFixture();
-  });
-  after(async () => {
-    await fx.stop();
-    expect(runningRedisCount()).to.equal(redisBefore);
-  });
+  useProducerFixture(fixture => (fx = fixture));
   beforeEach(() => {
-    fx.prefix = freshPrefix();
     env = { ...fx.env, TASKLINE_PREFIX: fx.prefix };
   });
 

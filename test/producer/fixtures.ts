@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { expect } from 'chai';
 import { createProducer, type Producer, type ProducerOptions } from '@taskline/producer';
-import { startRedis, type RunningRedis } from '../harness/index.js';
+import { runningRedisCount, startRedis, type RunningRedis } from '../harness/index.js';
 import { envFor } from '../shared/helpers.js';
 
 /** Two TLS Redis servers (broker, result backend) and producers closed after each test. */
@@ -48,4 +49,25 @@ export function freshPrefix(): string {
 export async function keysOf(server: RunningRedis, prefix: string): Promise<string[]> {
   const out = await server.cli('--scan', '--pattern', `${prefix}:*`);
   return out ? out.split('\n').filter(Boolean).sort() : [];
+}
+
+/**
+ * A suite's fixture: two servers for the whole suite (handed to `set`), a fresh prefix per test,
+ * and, after the suite, both servers stopped with nothing else left running.
+ */
+export function useProducerFixture(set: (fixture: ProducerFixture) => void): void {
+  let fixture: ProducerFixture | undefined;
+  let redisBefore = 0;
+  before(async () => {
+    redisBefore = runningRedisCount();
+    fixture = await startProducerFixture();
+    set(fixture);
+  });
+  after(async () => {
+    await fixture?.stop();
+    expect(runningRedisCount()).to.equal(redisBefore);
+  });
+  beforeEach(() => {
+    if (fixture) fixture.prefix = freshPrefix();
+  });
 }

@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import { request } from 'node:http';
 import { ConfigError, Secret } from '@taskline/shared';
 import { startApiServer, type ApiServer } from '@taskline/producer';
-import { runningRedisCount, startRedis } from '../harness/index.js';
+import { startRedis } from '../harness/index.js';
 import { captureLogs, failure } from '../shared/helpers.js';
-import { freshPrefix, keysOf, startProducerFixture, type ProducerFixture } from './fixtures.js';
+import { keysOf, useProducerFixture, type ProducerFixture } from './fixtures.js';
 
 const TOKEN = 'tok-7c1f0d2e9a8b4c6d5e3f';
 
@@ -44,18 +44,9 @@ describe('producer HTTP API', function () {
   let fx: ProducerFixture;
   let server: ApiServer | null = null;
   let logs: ReturnType<typeof captureLogs>;
-  let redisBefore: number;
 
-  before(async () => {
-    redisBefore = runningRedisCount();
-    fx = await startProducerFixture();
-  });
-  after(async () => {
-    await fx.stop();
-    expect(runningRedisCount()).to.equal(redisBefore);
-  });
+  useProducerFixture(fixture => (fx = fixture));
   beforeEach(() => {
-    fx.prefix = freshPrefix();
     logs = captureLogs('producer-api');
   });
   afterEach(async () => {

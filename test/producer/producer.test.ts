@@ -4,9 +4,9 @@ import { ConnectionError, ResultBackend, ResultTimeoutError, createConnections, 
 import { JobNotFoundError, PayloadTooLargeError, ValidationError, idempotentJobId } from '@taskline/producer';
 import { createWorker } from '@taskline/worker';
 import tasks from '../../worker/examples/tasks.js';
-import { runningRedisCount, startRedis } from '../harness/index.js';
+import { startRedis } from '../harness/index.js';
 import { failure } from '../shared/helpers.js';
-import { freshPrefix, keysOf, startProducerFixture, type ProducerFixture } from './fixtures.js';
+import { keysOf, useProducerFixture, type ProducerFixture } from './fixtures.js';
 
 async function waitUntil(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -18,19 +18,8 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs = 10_000): Pro
 
 describe('producer library (TLS broker + TLS result backend)', function () {
   let fx: ProducerFixture;
-  let redisBefore: number;
 
-  before(async () => {
-    redisBefore = runningRedisCount();
-    fx = await startProducerFixture();
-  });
-  after(async () => {
-    await fx.stop();
-    expect(runningRedisCount()).to.equal(redisBefore);
-  });
-  beforeEach(() => {
-    fx.prefix = freshPrefix();
-  });
+  useProducerFixture(fixture => (fx = fixture));
   afterEach(async () => {
     await fx.closeProducers();
   });

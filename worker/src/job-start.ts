@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { backoffDelay, CommandBatcher, evalScript, ResultWriteError, sleep, type JobResultRecord, type RedisService } from '@taskline/shared';
+import { CommandBatcher, evalScript, ResultWriteError, retryUntilDeadline, type JobResultRecord, type RedisService } from '@taskline/shared';
 
 // One round trip for every job starting in the same tick: per record, if it is REVOKED leave it
 // and answer -1, else store STARTED and answer the per-job time limit the producer recorded
@@ -53,17 +53,11 @@ export class JobStartRecorder {
    */
   async start(record: JobResultRecord): Promise<{ revoked: boolean; timeoutMs: number | null }> {
     const json = JSON.stringify(record);
-    const started = Date.now();
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const answer = await this.#run(record.id, json);
-        return { revoked: answer < 0, timeoutMs: answer > 0 ? answer : null };
-      } catch (err) {
-        const elapsed = Date.now() - started;
-        if (elapsed >= this.#deadlineMs) throw new ResultWriteError(record.id, this.#deadlineMs, err);
-        await sleep(Math.min(backoffDelay(attempt, { baseMs: 100, capMs: 2000 }), this.#deadlineMs - elapsed));
-      }
-    }
+    const answer = await retryUntilDeadline(() => this.#run(record.id, json), {
+      deadlineMs: this.#deadlineMs,
+      giveUp: err => new ResultWriteError(record.id, this.#deadlineMs, err),
+    });
+    return { revoked: answer < 0, timeoutMs: answer > 0 ? answer : null };
   }
 
   #run(jobId: string, json: string): Promise<number> {
