@@ -121,7 +121,6 @@ export class RedisService {
   client(): Redis {
     if (this.#closing) throw new ClosedError(`The ${SERVICE_LABEL[this.service]} connections`);
     if (this.#shared && this.#shared.status !== 'end') return this.#shared;
-    if (this.#shared) this.#forget(this.#shared);
     if (!this.#slots.tryTake()) throw this.#exhausted();
     this.#shared = this.#create('shared', {}, true);
     return this.#shared;
@@ -492,10 +491,6 @@ export class RedisService {
     for (const cert of this.#tls?.localCertificates() ?? []) {
       this.#metrics.certificateExpiry.set({ service: this.service, certificate: cert.kind }, cert.validTo.getTime() / 1000);
     }
-  }
-
-  #forget(client: Redis): void {
-    this.#clients.delete(client);
   }
 
   /**
