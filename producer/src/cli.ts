@@ -86,8 +86,8 @@ function inspectCommands(y: Argv<CommonArgs>) {
           .option('end', { type: 'number', default: 49, describe: 'Last index, inclusive' }),
       argv => withProducer(argv, 'inspect', async p => print(await p.inspect.listFailed(argv.queue, { start: argv.start, end: argv.end }))),
     )
-    .command('retry <queue> <id>', 'Move a failed job (or all) back to waiting', a => idArg(queueArg(a)), argv =>
-      withProducer(argv, 'inspect', async p => print(`retried ${await p.inspect.retryFailed(argv.queue, argv.id)}`)),
+    .command('retry <queue> <id>', 'Run a failed job (or all) again, as new jobs; prints the new ids', a => idArg(queueArg(a)), argv =>
+      withProducer(argv, 'inspect', async p => print(await p.inspect.retryFailed(argv.queue, argv.id))),
     )
     .command('remove <queue> <id>', 'Delete a failed job (or all) from the broker', a => idArg(queueArg(a)), argv =>
       withProducer(argv, 'inspect', async p => print(`removed ${await p.inspect.removeFailed(argv.queue, argv.id)}`)),

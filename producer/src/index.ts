@@ -1,9 +1,11 @@
-export { createProducer, Producer, idempotentJobId } from './producer.js';
-export type { EnqueueResult, BulkJob, ProducerState } from './producer.js';
+export { createProducer, Producer } from './producer.js';
+export type { ProducerState } from './producer.js';
+export { EnqueueBulkError } from './enqueue.js';
+export type { EnqueueResult, BulkJob, BulkJobOutcome } from './enqueue.js';
 export { resolveProducerOptions, resolveEnqueueOptions, DEFAULT_MAX_PAYLOAD_BYTES } from './options.js';
 export type { ProducerOptions, ResolvedProducerOptions, EnqueueOptions, ResolvedEnqueueOptions, BackoffOption } from './options.js';
 export { QueueInspector, COUNTED_STATES } from './inspector.js';
-export type { CountedState, FailedJobSummary } from './inspector.js';
+export type { CountedState, FailedJobSummary, RetriedJob } from './inspector.js';
 export { ValidationError, PayloadTooLargeError, JobNotFoundError, JobStateError } from './errors.js';
 export { checkPayload } from './payload.js';
 export { ProducerMetrics } from './producer-metrics.js';

@@ -1,7 +1,8 @@
-import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Job, Queue } from 'bullmq';
+import { jobMeta } from '@taskline/shared';
+import type { BulkJob, EnqueueResult } from './enqueue.js';
 import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
-import { checkQueueName } from './options.js';
+import { checkQueueName, type EnqueueOptions } from './options.js';
 
 /** Job states counted per queue, as BullMQ names them. */
 export const COUNTED_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'failed', 'waiting-children', 'completed'] as const;
@@ -19,10 +20,16 @@ export interface FailedJobSummary {
 
 interface InspectorDeps {
   queue(name: string): Promise<Queue>;
-  /** Marks retried jobs PENDING again so waiters do not read the old FAILURE. */
-  markRetried(jobs: Array<{ id: string; task: string; queue: string; attempts: number }>): Promise<void>;
-  broker(): Promise<Redis>;
-  prefix: string;
+  /** The deployment's queues (the broker's registry). */
+  queues(): Promise<string[]>;
+  /** Enqueues copies of failed jobs as new jobs. */
+  reenqueue(jobs: Array<BulkJob & { retryOf: string }>): Promise<EnqueueResult[]>;
+}
+
+/** A failed job run again: a new job (its own id and record); the failed one keeps its FAILURE. */
+export interface RetriedJob {
+  failedId: string;
+  id: string;
 }
 
 const MAX_PAGE = 1000;
@@ -35,21 +42,9 @@ export class QueueInspector {
     this.#deps = deps;
   }
 
-  /** Queues that exist under the prefix (BullMQ's meta keys), found with SCAN, never KEYS. */
-  async queues(): Promise<string[]> {
-    const client = await this.#deps.broker();
-    const head = `${this.#deps.prefix}:`;
-    const names = new Set<string>();
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', `${head}*:meta`, 'COUNT', 1000);
-      cursor = next;
-      for (const key of keys) {
-        const name = key.slice(head.length, -':meta'.length);
-        if (name && !name.includes(':')) names.add(name);
-      }
-    } while (cursor !== '0');
-    return [...names].sort();
+  /** The queues of the deployment: every queue a producer, worker or the beat has used. */
+  queues(): Promise<string[]> {
+    return this.#deps.queues();
   }
 
   /** Jobs per state for the given queues (default: every known queue). */
@@ -85,29 +80,33 @@ export class QueueInspector {
     }));
   }
 
-  /** Moves one failed job (or all) back to waiting; returns how many. */
-  async retryFailed(queue: string, id: string): Promise<number> {
+  /**
+   * Runs failed jobs again (one, or `all`), each as a new job with the same task, data and
+   * options (its record names the failed one in `retryOf`), then takes the failed job off the
+   * broker. A final state never changes: the failed job's record stays FAILURE.
+   */
+  async retryFailed(queue: string, id: string): Promise<RetriedJob[]> {
     const q = await this.#deps.queue(checkQueueName(queue));
-    const summary = (job: { id?: string | undefined; name: string; opts: { attempts?: number } }) => ({
-      id: job.id ?? '',
-      task: job.name,
-      queue: q.name,
-      attempts: job.opts.attempts ?? 1,
-    });
-    if (id === 'all') {
-      let retried = 0;
-      for (;;) {
-        const batch = await q.getFailed(0, MAX_PAGE - 1);
-        if (batch.length === 0) return retried;
-        await this.#deps.markRetried(batch.map(summary));
-        await Promise.all(batch.map(job => job.retry('failed')));
-        retried += batch.length;
-      }
+    const retried: RetriedJob[] = [];
+    if (id !== 'all') return this.#retry(q, [await this.#failedJob(q, id)]);
+    for (;;) {
+      const batch = await q.getFailed(0, MAX_PAGE - 1);
+      if (batch.length === 0) return retried;
+      retried.push(...(await this.#retry(q, batch)));
     }
-    const job = await this.#failedJob(q, id);
-    await this.#deps.markRetried([summary(job)]);
-    await job.retry('failed');
-    return 1;
+  }
+
+  async #retry(q: Queue, jobs: Job[]): Promise<RetriedJob[]> {
+    const copies = jobs.map(job => {
+      const options: EnqueueOptions = { queue: q.name };
+      if (job.opts.priority) options.priority = job.opts.priority;
+      const meta = jobMeta(job.opts);
+      if (meta.timeoutMs !== undefined) options.timeoutMs = meta.timeoutMs;
+      return { task: job.name, data: job.data, options, retryOf: String(job.id) };
+    });
+    const added = await this.#deps.reenqueue(copies);
+    await Promise.all(jobs.map(job => job.remove().catch(() => undefined)));
+    return jobs.map((job, i) => ({ failedId: String(job.id), id: added[i]?.id ?? '' }));
   }
 
   /** Deletes one failed job (or all) from the broker; returns how many. */

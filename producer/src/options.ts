@@ -32,10 +32,11 @@ export interface ProducerOptions {
   defaultQueue?: string;
   /** Largest payload, in bytes of JSON. @defaultValue `TASKLINE_MAX_PAYLOAD_BYTES` or 524288 (512 KiB) */
   maxPayloadBytes?: number;
-  /** Attempts for jobs that name none. @defaultValue `3` */
-  defaultAttempts?: number;
-  /** Backoff for jobs that name none. @defaultValue `{ type: 'exponential', delay: 1000, jitter: 0.5 }` */
-  defaultBackoff?: BackoffOption;
+  /**
+   * Seconds a job's record lives, and so how long an idempotency key keeps answering with its
+   * first job. @defaultValue `RESULT_EXPIRES` or 86400
+   */
+  resultExpiresSeconds?: number;
   /** Failed jobs kept on the broker for `inspect`: at most this many... @defaultValue `1000` */
   keepFailedCount?: number;
   /** ...and at most this old, in seconds. @defaultValue `604800` (7 days) */
@@ -56,8 +57,7 @@ export interface ResolvedProducerOptions {
   prefix: string;
   defaultQueue: string;
   maxPayloadBytes: number;
-  defaultAttempts: number;
-  defaultBackoff: Required<BackoffOption>;
+  resultExpiresSeconds: number;
   keepFailedCount: number;
   keepFailedSeconds: number;
   enqueueTimeoutMs: number;
@@ -121,8 +121,10 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
     prefix,
     defaultQueue: checkQueueName(options.defaultQueue ?? DEFAULT_QUEUE, 'defaultQueue'),
     maxPayloadBytes,
-    defaultAttempts: integer('defaultAttempts', options.defaultAttempts ?? 3, 1, 1000),
-    defaultBackoff: checkBackoff(options.defaultBackoff ?? { type: 'exponential', delay: 1000, jitter: 0.5 }, 'defaultBackoff'),
+    resultExpiresSeconds:
+      options.resultExpiresSeconds !== undefined
+        ? integer('resultExpiresSeconds', options.resultExpiresSeconds, 1, 31_536_000)
+        : parseIntegerSetting('RESULT_EXPIRES', env['RESULT_EXPIRES'], { min: 1, max: 31_536_000 }) ?? 86_400,
     keepFailedCount: integer('keepFailedCount', options.keepFailedCount ?? 1000, 0, 10_000_000),
     keepFailedSeconds: integer('keepFailedSeconds', options.keepFailedSeconds ?? 604_800, 1, 31_536_000),
     enqueueTimeoutMs: integer('enqueueTimeoutMs', options.enqueueTimeoutMs ?? 10_000, 1, 600_000),
@@ -142,12 +144,16 @@ export interface EnqueueOptions {
   eta?: Date | string;
   /** 1 (first) to 2,097,151; unset = before all prioritised jobs. */
   priority?: number;
-  /** Attempts in all, including the first. @defaultValue the producer's `defaultAttempts` */
+  /** Attempts in all, including the first. @defaultValue the task's `attempts` (set by the worker) */
   attempts?: number;
+  /** @defaultValue the task's `backoff` (set by the worker) */
   backoff?: BackoffOption | number;
-  /** Repeats with the same key return the first job's id (while its result record lives). */
+  /**
+   * Repeats with the same key and task return the first job's id for RESULT_EXPIRES seconds,
+   * decided atomically on the broker: `deduplicated: true` only when that job really exists.
+   */
   idempotencyKey?: string;
-  /** A per-job time limit in ms, recorded for the worker. */
+  /** A per-job time limit in ms; it can only lower the task's `timeoutMs`, on every attempt. */
   timeoutMs?: number;
 }
 
@@ -155,8 +161,8 @@ export interface ResolvedEnqueueOptions {
   queue: string;
   delay: number;
   priority: number | undefined;
-  attempts: number;
-  backoff: Required<BackoffOption>;
+  attempts: number | undefined;
+  backoff: Required<BackoffOption> | undefined;
   idempotencyKey: string | undefined;
   timeoutMs: number | undefined;
 }
@@ -186,8 +192,8 @@ export function resolveEnqueueOptions(input: unknown, defaults: ResolvedProducer
     queue: o['queue'] === undefined ? defaults.defaultQueue : checkQueueName(o['queue'], 'options.queue'),
     delay,
     priority: o['priority'] === undefined ? undefined : integer('options.priority', o['priority'], 1, 2_097_151),
-    attempts: o['attempts'] === undefined ? defaults.defaultAttempts : integer('options.attempts', o['attempts'], 1, 1000),
-    backoff: o['backoff'] === undefined ? defaults.defaultBackoff : checkBackoff(o['backoff'], 'options.backoff'),
+    attempts: o['attempts'] === undefined ? undefined : integer('options.attempts', o['attempts'], 1, 1000),
+    backoff: o['backoff'] === undefined ? undefined : checkBackoff(o['backoff'], 'options.backoff'),
     idempotencyKey: key as string | undefined,
     timeoutMs: o['timeoutMs'] === undefined ? undefined : integer('options.timeoutMs', o['timeoutMs'], 1, 86_400_000),
   };

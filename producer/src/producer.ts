@@ -1,72 +1,44 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { Queue, type JobsOptions } from 'bullmq';
+import { Queue } from 'bullmq';
 import {
   ClosedError,
   ConnectionError,
+  QueueRegistry,
   ResultBackend,
   TasklineError,
-  assertTaskName,
   createConnections,
   isTerminalState,
   resolveConnectionOptions,
   toConnectionError,
   type HealthReport,
+  type JobEvent,
   type JobResultRecord,
   type Logger,
   type ResolvedConnectionOptions,
   type ConnectionOptions,
   type TasklineConnections,
 } from '@taskline/shared';
+import { addJobs, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
 import { JobNotFoundError, JobStateError, PayloadTooLargeError, ValidationError } from './errors.js';
+import { findOnBroker, recordFromBroker, type BrokerJob } from './job-lookup.js';
 import { QueueInspector } from './inspector.js';
-import { checkPayload } from './payload.js';
 import { ProducerMetrics, type EnqueueErrorReason } from './producer-metrics.js';
-import {
-  resolveEnqueueOptions,
-  resolveProducerOptions,
-  type EnqueueOptions,
-  type ProducerOptions,
-  type ResolvedEnqueueOptions,
-  type ResolvedProducerOptions,
-} from './options.js';
+import { resolveProducerOptions, type EnqueueOptions, type ProducerOptions, type ResolvedProducerOptions } from './options.js';
 
-export interface EnqueueResult {
-  id: string;
-  /** True when an earlier job with the same idempotency key was returned instead of a new one. */
-  deduplicated: boolean;
-}
-
-export interface BulkJob {
-  task: string;
-  data: unknown;
-  options?: EnqueueOptions;
-}
+export type { EnqueueResult, BulkJob };
 
 export type ProducerState = 'idle' | 'ready' | 'closing' | 'closed';
-
-interface PreparedJob {
-  task: string;
-  data: unknown;
-  options: ResolvedEnqueueOptions;
-  id: string;
-  record: JobResultRecord;
-  jobOptions: JobsOptions;
-}
-
-/** Job ids made from an idempotency key are stable: the same key always names the same job. */
-export function idempotentJobId(key: string): string {
-  return `idem-${createHash('sha256').update(key).digest('hex').slice(0, 40)}`;
-}
 
 function isResolved(options: ConnectionOptions | ResolvedConnectionOptions): options is ResolvedConnectionOptions {
   return Array.isArray((options as ResolvedConnectionOptions).warnings);
 }
 
 const REMOVABLE_STATES = new Set(['waiting', 'delayed', 'prioritized', 'paused', 'waiting-children']);
+/** How long the list of queues (for finding a job that has no record yet) is reused. */
+const QUEUE_LIST_CACHE_MS = 2000;
 
 /**
- * What applications use to enqueue jobs: BullMQ on the broker, PENDING records (and results)
- * in the result backend, with payload checks, idempotency keys and revoke.
+ * What applications use to enqueue jobs: BullMQ on the broker (deduplication of idempotency keys
+ * included, atomically), job records read from the result backend, revoke as compare-and-set.
  */
 export class Producer {
   readonly options: ResolvedProducerOptions;
@@ -78,6 +50,8 @@ export class Producer {
   readonly #logger: Logger;
   readonly #ownsConnections: boolean;
   readonly #queues = new Map<string, Promise<Queue>>();
+  readonly #registry: QueueRegistry;
+  #queueList: { at: number; names: Promise<string[]> } | null = null;
   #state: ProducerState = 'idle';
   #connecting: Promise<void> | null = null;
   #closePromise: Promise<void> | null = null;
@@ -98,17 +72,17 @@ export class Producer {
         ...(this.options.registry ? { registry: this.options.registry } : {}),
       });
     this.metrics = new ProducerMetrics(this.options.registry ?? this.connections.registry);
-    this.results = new ResultBackend({ service: this.connections.backend, prefix: this.options.prefix, logger: this.#logger });
+    this.results = new ResultBackend({
+      service: this.connections.backend,
+      prefix: this.options.prefix,
+      expiresSeconds: this.options.resultExpiresSeconds,
+      logger: this.#logger,
+    });
+    this.#registry = new QueueRegistry(this.options.prefix);
     this.inspect = new QueueInspector({
       queue: name => this.#queue(name),
-      markRetried: async jobs => {
-        const now = new Date().toISOString();
-        for (const job of jobs) {
-          await this.results.write({ ...job, state: 'PENDING', attempt: 0, enqueuedAt: now, startedAt: null, finishedAt: null, updatedAt: now });
-        }
-      },
-      broker: () => this.#ready().then(() => this.connections.broker.client()),
-      prefix: this.options.prefix,
+      queues: async () => this.#registry.list(await this.#broker()),
+      reenqueue: jobs => this.#enqueue(jobs),
     });
   }
 
@@ -136,12 +110,19 @@ export class Producer {
     return this.#connecting;
   }
 
+  async #broker() {
+    await this.#ready();
+    return this.connections.broker.client();
+  }
+
   #queue(name: string): Promise<Queue> {
     let queue = this.#queues.get(name);
     if (!queue) {
       queue = (async () => {
         await this.#ready();
         const connection = await this.connections.broker.bullmqConnection(0);
+        // The queue is listed for operators and for finding jobs, before its first job exists.
+        await this.#registry.register(connection, [name]);
         const q = new Queue(name, {
           connection,
           prefix: this.options.prefix,
@@ -160,44 +141,9 @@ export class Producer {
     return queue;
   }
 
-  #prepare(task: string, data: unknown, input: EnqueueOptions | undefined, now: number): PreparedJob {
-    try {
-      assertTaskName(task);
-    } catch (err) {
-      throw new ValidationError('INVALID_TASK', 'task', (err as Error).message);
-    }
-    const options = resolveEnqueueOptions(input, this.options, now);
-    checkPayload(data, this.options.maxPayloadBytes);
-    const id = options.idempotencyKey === undefined ? randomUUID() : idempotentJobId(options.idempotencyKey);
-    const at = new Date(now).toISOString();
-    const record: JobResultRecord = {
-      id,
-      task,
-      queue: options.queue,
-      state: 'PENDING',
-      attempt: 0,
-      attempts: options.attempts,
-      enqueuedAt: at,
-      startedAt: null,
-      finishedAt: null,
-      updatedAt: at,
-      ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-    };
-    const jobOptions: JobsOptions = {
-      jobId: id,
-      timestamp: now,
-      attempts: options.attempts,
-      backoff: options.backoff,
-      ...(options.delay > 0 ? { delay: options.delay } : {}),
-      ...(options.priority !== undefined ? { priority: options.priority } : {}),
-    };
-    return { task, data, options, id, record, jobOptions };
-  }
-
   /**
-   * Adds a job. The PENDING record is written before the BullMQ add (so a fast worker's STARTED
-   * is never overwritten) and removed again if the add fails. Bad input throws ValidationError
-   * before anything reaches Redis; an unreachable Redis rejects with a ConnectionError.
+   * Adds a job. Bad input throws ValidationError before anything reaches Redis; a failure of
+   * Redis rejects with a ConnectionError naming the cause (e.g. REDIS_OOM) and the fix.
    */
   async enqueue(task: string, data: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
     const [result] = await this.enqueueBulk([{ task, data, ...(options ? { options } : {}) }]);
@@ -205,17 +151,22 @@ export class Producer {
   }
 
   /**
-   * Adds many jobs: every job is validated first (all or none), PENDING records go in one
-   * pipeline, and each queue gets one BullMQ addBulk. Results come back in input order.
+   * Adds many jobs: every job is validated first (all or none), then each queue gets one BullMQ
+   * addBulk. Results come back in input order. If some adds fail, it rejects with
+   * EnqueueBulkError, whose `outcomes` say per job whether it exists (so a retry duplicates nothing).
    */
-  async enqueueBulk(jobs: BulkJob[]): Promise<EnqueueResult[]> {
+  enqueueBulk(jobs: BulkJob[]): Promise<EnqueueResult[]> {
+    return this.#enqueue(jobs);
+  }
+
+  async #enqueue(jobs: Array<BulkJob & { retryOf?: string }>): Promise<EnqueueResult[]> {
     const now = Date.now();
     let prepared: PreparedJob[];
     try {
       if (!Array.isArray(jobs)) throw new ValidationError('INVALID_OPTION', 'jobs', 'enqueueBulk takes an array of { task, data, options }.');
       prepared = jobs.map((job, i) => {
         if (job === null || typeof job !== 'object') throw new ValidationError('INVALID_OPTION', `jobs[${i}]`, `jobs[${i}] must be an object { task, data, options }.`);
-        return this.#prepare(job.task, job.data, job.options, now);
+        return prepareJob(job.task, job.data, job.options, this.options, now, job.retryOf);
       });
     } catch (err) {
       this.#countError(err);
@@ -223,93 +174,21 @@ export class Producer {
     }
     if (prepared.length === 0) return [];
     try {
-      return await this.#withDeadline(this.#add(prepared));
+      await this.#ready();
+      const results = await this.#withDeadline(
+        addJobs(prepared, { queue: name => this.#queue(name), broker: () => this.connections.broker.client(), results: this.results, prefix: this.options.prefix }),
+      );
+      prepared.forEach((p, i) => {
+        if (!results[i]?.deduplicated) this.metrics.enqueued.inc({ task: p.task, queue: p.options.queue });
+      });
+      if (this.#logger.isDebugEnabled()) {
+        prepared.forEach((p, i) => this.#logger.debug('Job enqueued', { jobId: results[i]?.id, task: p.task, queue: p.options.queue }));
+      }
+      return results;
     } catch (err) {
       this.#countError(err);
       throw this.#mapError(err);
     }
-  }
-
-  async #add(prepared: PreparedJob[]): Promise<EnqueueResult[]> {
-    await this.#ready();
-    // Keyed jobs need the PENDING claim's answer (is this a repeat?) before the add. Fresh ids
-    // cannot repeat, so their claim and their add go out together: one round trip, not two.
-    // SET NX keeps it safe: a worker's STARTED that lands first is never overwritten.
-    const keyed = prepared.filter(p => p.options.idempotencyKey !== undefined);
-    const fresh = prepared.filter(p => p.options.idempotencyKey === undefined);
-    const created = new Map<PreparedJob, boolean>();
-    const freshClaim = this.results.claimPending(fresh.map(p => p.record));
-    const keyedClaim = this.results.claimPending(keyed.map(p => p.record));
-    (await keyedClaim).forEach((ok, i) => created.set(keyed[i] as PreparedJob, ok));
-    for (const p of fresh) created.set(p, true);
-    const results: EnqueueResult[] = prepared.map(p => ({ id: p.id, deduplicated: !created.get(p) }));
-    const byQueue = new Map<string, PreparedJob[]>();
-    for (const p of prepared) {
-      if (!created.get(p)) continue;
-      const list = byQueue.get(p.options.queue) ?? [];
-      list.push(p);
-      byQueue.set(p.options.queue, list);
-    }
-    const outcomes = await Promise.allSettled([
-      freshClaim,
-      ...[...byQueue].map(async ([name, list]) => {
-        try {
-          const queue = await this.#queue(name);
-          if (list.length === 1 && list[0]) await queue.add(list[0].task, list[0].data, list[0].jobOptions);
-          else await queue.addBulk(list.map(p => ({ name: p.task, data: p.data, opts: p.jobOptions })));
-        } catch (err) {
-          await freshClaim.catch(() => undefined);
-          await this.results.discard(list.map(p => p.id)).catch((undo: unknown) =>
-            this.#logger.warn('Could not remove the PENDING records of jobs that failed to enqueue', { queue: name, error: undo }),
-          );
-          throw err;
-        }
-        await this.#detectBrokerDuplicates(name, list, results, prepared);
-        for (const p of list) this.metrics.enqueued.inc({ task: p.task, queue: name });
-      }),
-    ]);
-    const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-    if (outcomes[0]?.status === 'rejected') {
-      // The broker took jobs whose PENDING records could not be stored: take them back, so a
-      // failed enqueue never leaves a job behind that the caller will enqueue again.
-      await this.#removeAdded(byQueue, outcomes.slice(1));
-    }
-    if (failed) throw failed.reason;
-    if (this.#logger.isDebugEnabled()) {
-      for (const p of prepared) this.#logger.debug('Job enqueued', { jobId: p.id, task: p.task, queue: p.options.queue });
-    }
-    return results;
-  }
-
-  async #removeAdded(byQueue: Map<string, PreparedJob[]>, adds: Array<PromiseSettledResult<unknown>>): Promise<void> {
-    const queues = [...byQueue];
-    await Promise.all(
-      adds.map(async (outcome, i) => {
-        const entry = queues[i];
-        if (outcome.status !== 'fulfilled' || !entry) return;
-        const queue = await this.#queue(entry[0]);
-        await Promise.all(entry[1].map(p => queue.remove(p.id).catch(() => 0)));
-      }),
-    );
-  }
-
-  /**
-   * A keyed job whose result record expired may still sit on the broker (a failed job kept for
-   * inspect); BullMQ then silently ignores the add. Its stored timestamp tells us.
-   */
-  async #detectBrokerDuplicates(queueName: string, list: PreparedJob[], results: EnqueueResult[], all: PreparedJob[]): Promise<void> {
-    const keyed = list.filter(p => p.options.idempotencyKey !== undefined);
-    if (keyed.length === 0) return;
-    const queue = await this.#queue(queueName);
-    await Promise.all(
-      keyed.map(async p => {
-        const job = await queue.getJob(p.id);
-        if (job && job.timestamp !== p.jobOptions.timestamp) {
-          const result = results[all.indexOf(p)];
-          if (result) result.deduplicated = true;
-        }
-      }),
-    );
   }
 
   async #withDeadline<T>(work: Promise<T>): Promise<T> {
@@ -320,12 +199,13 @@ export class Producer {
         const { host, port } = this.connections.broker.target;
         reject(
           new ConnectionError(
-            `The enqueue got no answer from Redis within ${ms} ms; check the broker and result backend (taskline-producer health), or raise the producer's enqueueTimeoutMs.`,
+            `The enqueue got no answer from Redis within ${ms} ms, so whether its jobs were added is unknown; check the broker (taskline-producer health) or raise the producer's enqueueTimeoutMs, and retry with idempotency keys to be safe.`,
             { code: 'ENQUEUE_TIMEOUT', kind: 'network', retryable: true, service: 'broker', host, port },
           ),
         );
       }, ms);
     });
+    work.catch(() => undefined);
     try {
       return await Promise.race([work, deadline]);
     } finally {
@@ -350,58 +230,107 @@ export class Producer {
     this.metrics.enqueueErrors.inc({ reason });
   }
 
-  /** The job's record from the result backend, or `null` if unknown or expired. */
-  async getResult(id: string): Promise<JobResultRecord | null> {
-    await this.#ready();
-    return this.results.get(id);
+  /** Every queue of the deployment (the broker's registry), plus the ones this process uses. */
+  #knownQueues(): Promise<string[]> {
+    const now = Date.now();
+    if (!this.#queueList || now - this.#queueList.at > QUEUE_LIST_CACHE_MS) {
+      const names = this.#broker()
+        .then(client => this.#registry.list(client))
+        .then(listed => [...new Set([...this.#queues.keys(), this.options.defaultQueue, ...listed])]);
+      names.catch(() => (this.#queueList = null));
+      this.#queueList = { at: now, names };
+    }
+    return this.#queueList.names;
+  }
+
+  async #findOnBroker(id: string): Promise<BrokerJob | null> {
+    try {
+      return await findOnBroker(await this.#broker(), this.options.prefix, id, await this.#knownQueues(), name => this.#queue(name));
+    } catch (err) {
+      throw this.#mapError(err);
+    }
   }
 
   /**
-   * Resolves with the record once the job is SUCCESS, FAILURE or REVOKED (pub/sub, one
-   * subscriber connection per process). Rejects with ResultTimeoutError, or JobNotFoundError.
+   * The job's record, or `null` if no job has this id. A job that has no record yet reads from
+   * the broker: PENDING while it waits, STARTED while a worker holds it.
    */
-  async waitForResult(id: string, options: { timeoutMs: number; signal?: AbortSignal }): Promise<JobResultRecord> {
+  async getResult(id: string): Promise<JobResultRecord | null> {
+    await this.#ready();
+    const record = await this.results.get(id);
+    if (record) return record;
+    const found = await this.#findOnBroker(id);
+    if (found && !found.finished) return recordFromBroker(found);
+    // It may have ended (or left the broker) between the two reads: its record is written before
+    // the broker hears of the outcome, so a second read sees it.
+    const again = await this.results.get(id);
+    if (again || !found) return again;
+    return recordFromBroker(found);
+  }
+
+  /**
+   * Resolves with the record once the job is SUCCESS, FAILURE or REVOKED (pub/sub on the job's
+   * own channel, one subscriber connection per process). `onEvent` hears every state and progress
+   * change meanwhile. Rejects with ResultTimeoutError, or JobNotFoundError for an unknown id.
+   */
+  async waitForResult(
+    id: string,
+    options: { timeoutMs: number; signal?: AbortSignal; onProgress?: (progress: unknown) => void; onEvent?: (event: JobEvent) => void },
+  ): Promise<JobResultRecord> {
     const timeoutMs = options?.timeoutMs;
     if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1) {
       throw new ValidationError('INVALID_OPTION', 'timeoutMs', 'waitForResult needs { timeoutMs }, a whole number of milliseconds ≥ 1.');
     }
     await this.#ready();
     const record = await this.results.get(id);
-    if (!record) throw new JobNotFoundError(id, ' in the result backend');
-    if (isTerminalState(record.state)) return record;
-    return this.results.waitFor(id, options);
+    if (record && isTerminalState(record.state)) return record;
+    // Only a record ends a wait: a job the broker failed without one gets it from a worker's sweep.
+    if (!record && !(await this.#findOnBroker(id)) && !(await this.results.get(id))) {
+      throw new JobNotFoundError(id, ' in the result backend or on the broker');
+    }
+    const { onProgress, onEvent } = options;
+    return this.results.waitFor(id, {
+      timeoutMs,
+      ...(options.signal ? { signal: options.signal } : {}),
+      onEvent: event => {
+        onEvent?.(event);
+        if (event.progress !== undefined) onProgress?.(event.progress);
+      },
+    });
   }
 
   /**
-   * Cancels a job: REVOKED is recorded first (workers check it before running, and running ones
-   * are told to abort), then a waiting or delayed job is removed from the broker.
+   * Cancels a job, as a compare-and-set on its record: if the job has not ended, it becomes
+   * REVOKED for good (no later outcome is ever stored; a running handler is told through
+   * `ctx.signal`; a waiting or delayed job leaves the broker) and the REVOKED record is returned.
+   * If it already ended, nothing changes and JobStateError says in which state.
    */
   async revoke(id: string, reason = 'revoked'): Promise<JobResultRecord> {
     await this.#ready();
     const record = await this.results.get(id);
-    if (record?.state === 'REVOKED') return record;
-    if (record && isTerminalState(record.state)) {
+    if (record?.state === 'SUCCESS' || record?.state === 'FAILURE') {
       throw new JobStateError(id, record.state, `Job ${id} already finished (${record.state}); there is nothing to revoke.`);
     }
-    const queueName = record?.queue ?? this.options.defaultQueue;
+    if (record?.state === 'REVOKED') return record;
+    const found = record ? null : await this.#findOnBroker(id);
+    if (!record && !found) throw new JobNotFoundError(id, ' in the result backend or on the broker');
+    if (found && (found.brokerState === 'completed' || found.brokerState === 'failed')) {
+      throw new JobStateError(id, found.brokerState, `Job ${id} already ${found.brokerState}; there is nothing to revoke.`);
+    }
+    const queueName = record?.queue ?? found?.queue ?? this.options.defaultQueue;
+    const task = record?.task ?? found?.job.name ?? 'unknown';
+    const answer = await this.results.revoke(id, { reason, task, queue: queueName });
+    if (answer !== 'REVOKED') {
+      throw new JobStateError(id, answer, `Job ${id} finished (${answer}) before the revoke landed; nothing changed.`);
+    }
+    // The marker is in place: a waiting or delayed job can leave the broker. One that a worker
+    // took meanwhile cannot (0): the marker turns whatever it does into REVOKED.
     const queue = await this.#queue(queueName);
-    const job = await queue.getJob(id);
-    if (!record && !job) throw new JobNotFoundError(id, ` in the result backend or queue "${queueName}"`);
-    const state = job ? await job.getState() : 'unknown';
-    if (!record && (state === 'completed' || state === 'failed')) {
-      throw new JobStateError(id, state, `Job ${id} already ${state}; there is nothing to revoke.`);
-    }
-    const revoked = await this.results.revoke(
-      id,
-      { task: record?.task ?? job?.name ?? 'unknown', queue: queueName, attempts: record?.attempts ?? job?.opts.attempts ?? 1 },
-      reason,
-    );
-    if (REMOVABLE_STATES.has(state)) {
-      // 0 means a worker took it meanwhile: the REVOKED record and its notification stop it.
-      await queue.remove(id);
-    }
+    const state = found?.brokerState ?? (await queue.getJobState(id).catch(() => 'unknown'));
+    if (REMOVABLE_STATES.has(state)) await queue.remove(id).catch(() => 0);
     this.#logger.info('Job revoked', { jobId: id, queue: queueName, state });
-    return revoked;
+    const revoked = await this.results.get(id);
+    return revoked ?? { id, task, queue: queueName, state: 'REVOKED', reason, attempt: 0, attempts: null, enqueuedAt: null, startedAt: null, finishedAt: new Date().toISOString(), updatedAt: new Date().toISOString() };
   }
 
   /** PINGs the broker and the result backend. */

@@ -154,6 +154,13 @@ const RULES: Record<string, Rule> = {
     sentence: (p, env) =>
       `${p} the Redis ACL user lacks a permission taskline needs; grant it in the ACL (see docs/OPERATIONS.md) or use another ${env}USERNAME.`,
   },
+  OOM: {
+    code: 'REDIS_OOM',
+    kind: 'memory',
+    retryable: true,
+    sentence: p =>
+      `${p} Redis is out of memory (used memory is over maxmemory) and refuses writes; raise maxmemory or free memory (drain or trim queues, lower RESULT_EXPIRES), and keep maxmemory-policy noeviction: taskline never lets Redis evict jobs.`,
+  },
   ECONNREFUSED: {
     code: 'CONNECTION_REFUSED',
     kind: 'network',
@@ -210,6 +217,7 @@ function lookupKey(err: unknown): string | undefined {
   const code = (err as NodeJS.ErrnoException).code;
   if (code && RULES[code]) return code;
   const message = err.message;
+  if (message.startsWith('OOM ') || message.includes('OOM command not allowed')) return 'OOM';
   for (const word of ['WRONGPASS', 'NOAUTH', 'NOPERM']) {
     if (message.startsWith(word) || message.includes(`${word} `)) return word;
   }

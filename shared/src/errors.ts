@@ -7,7 +7,7 @@
 export type ServiceRole = 'broker' | 'backend';
 
 /** The kind used to label connection-error metrics and to decide on retries. */
-export type ErrorKind = 'network' | 'auth' | 'tls' | 'config' | 'pool' | 'protocol';
+export type ErrorKind = 'network' | 'auth' | 'tls' | 'config' | 'pool' | 'protocol' | 'memory';
 
 export const SERVICE_LABEL: Record<ServiceRole, string> = {
   broker: 'broker',

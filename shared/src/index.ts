@@ -48,8 +48,13 @@ export {
 export { startOpsServer } from './ops-server.js';
 export type { OpsServer, OpsServerOptions, ReadinessReport } from './ops-server.js';
 export { parseIntegerSetting, parseBooleanSetting } from './env-parsing.js';
-export { ResultBackend, ResultTimeoutError, ResultWriteError } from './result-backend.js';
-export type { ResultBackendOptions } from './result-backend.js';
+export { ResultBackend, ResultTimeoutError, ResultWriteError, isFinalAnswer, retryUntilDeadline } from './result-backend.js';
+export type { ResultBackendOptions, TransitionOp, TransitionAnswer, RevokeAnswer } from './result-backend.js';
+export type { JobEvent } from './job-events.js';
+export { recordKeys, decodeRecord, recordBase } from './job-record.js';
+export type { RecordKeys, RecordBase, RecordOutcome, RevokeMarker } from './job-record.js';
+export { RESULT_BACKEND_SCRIPTS } from './record-scripts.js';
+export type { RecordScript } from './record-scripts.js';
 export {
   isTerminalState,
   TERMINAL_STATES,
@@ -58,7 +63,10 @@ export {
   assertQueueName,
   assertTaskName,
   toJobErrorInfo,
+  jobMeta,
+  withJobMeta,
+  JOB_META_KEY,
 } from './job-contract.js';
-export type { JobState, JobResultRecord, JobErrorInfo } from './job-contract.js';
+export type { JobState, JobResultRecord, JobErrorInfo, TasklineJobMeta } from './job-contract.js';
 export { CommandBatcher } from './command-batcher.js';
-export { evalScript, retryUntilDeadline } from './result-backend.js';
+export { QueueRegistry, queueRegistryKey } from './queue-registry.js';

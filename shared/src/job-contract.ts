@@ -32,10 +32,20 @@ export interface JobResultRecord {
   error?: JobErrorInfo;
   /** Why it was revoked (REVOKED only). */
   reason?: string;
-  /** 1-based attempt that produced this state. */
+  /** 1-based attempt that produced this state (0 while PENDING). */
   attempt: number;
-  /** Attempts allowed in all. */
-  attempts: number;
+  /** Attempts allowed in all; `null` while PENDING when the task's own default will decide. */
+  attempts: number | null;
+  /**
+   * The broker delivery that wrote this state (BullMQ's `attemptsStarted`: every hand-out of the
+   * job to a worker, including redeliveries after a lost lock). Writes from an older delivery
+   * than the stored one are refused, so a worker that lost its job cannot overwrite the record.
+   */
+  delivery?: number;
+  /** True when this delivery followed one that ended without an outcome (a lost or stalled worker). */
+  redelivered?: boolean;
+  /** The failed job this one re-runs (`inspect retry`). */
+  retryOf?: string;
   /** ISO timestamps. */
   enqueuedAt: string | null;
   startedAt: string | null;
@@ -44,8 +54,8 @@ export interface JobResultRecord {
   /** The worker that ran it (host:pid). */
   worker?: string;
   progress?: unknown;
-  /** A per-job time limit set at enqueue (ms); a worker applies the lower of it and the task's own. */
-  timeoutMs?: number;
+  /** The time limit in force for the attempt (ms): the lower of the task's and the job's; `null` = none. */
+  timeoutMs?: number | null;
 }
 
 /** BullMQ key prefix shared by every taskline process. @defaultValue `taskline` (env `TASKLINE_PREFIX`) */
@@ -89,4 +99,36 @@ export function toJobErrorInfo(thrown: unknown): JobErrorInfo {
     message = String(thrown);
   }
   return { type: 'NonError', message: `A non-Error value was thrown: ${message}`, stack: null };
+}
+
+/**
+ * What taskline carries on a BullMQ job beside BullMQ's own options, under `opts.taskline`
+ * (BullMQ keeps option keys it does not know). The producer sets only what the caller set; the
+ * worker fills the rest from the task definition on every attempt.
+ */
+export interface TasklineJobMeta {
+  /** A per-job time limit (ms); it can only lower the task's own. */
+  timeoutMs?: number;
+  /** The failed job this one re-runs (`inspect retry`). */
+  retryOf?: string;
+}
+
+export const JOB_META_KEY = 'taskline';
+
+/** Reads taskline's meta from a BullMQ job's options, ignoring anything malformed. */
+export function jobMeta(opts: object): TasklineJobMeta {
+  const raw = (opts as Record<string, unknown>)[JOB_META_KEY];
+  if (raw === null || typeof raw !== 'object') return {};
+  const meta = raw as Record<string, unknown>;
+  const out: TasklineJobMeta = {};
+  const timeoutMs = meta['timeoutMs'];
+  if (typeof timeoutMs === 'number' && Number.isInteger(timeoutMs) && timeoutMs > 0) out.timeoutMs = timeoutMs;
+  if (typeof meta['retryOf'] === 'string') out.retryOf = meta['retryOf'];
+  return out;
+}
+
+/** BullMQ job options with taskline's meta added (unchanged when the meta is empty). */
+export function withJobMeta<T extends object>(opts: T, meta: TasklineJobMeta): T {
+  if (meta.timeoutMs === undefined && meta.retryOf === undefined) return opts;
+  return { ...opts, [JOB_META_KEY]: meta };
 }

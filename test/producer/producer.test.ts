@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Queue } from 'bullmq';
 import { ConnectionError, ResultBackend, ResultTimeoutError, createConnections, resolveConnectionOptions } from '@taskline/shared';
-import { JobNotFoundError, PayloadTooLargeError, ValidationError, idempotentJobId } from '@taskline/producer';
+import { JobNotFoundError, PayloadTooLargeError, ValidationError } from '@taskline/producer';
 import { createWorker } from '@taskline/worker';
 import tasks from '../../worker/examples/tasks.js';
 import { startRedis } from '../harness/index.js';
@@ -31,45 +31,64 @@ describe('producer library (TLS broker + TLS result backend)', function () {
     return { queue, close: async () => { await queue.close(); await c.close(); } };
   }
 
-  it('enqueues a job and writes its PENDING record to the result backend, not the broker', async () => {
+  it('enqueues a job on the broker only; it reads as PENDING from there until a worker starts it', async () => {
     const producer = fx.producer();
     const { id, deduplicated } = await producer.enqueue('add', { a: 1, b: 2 });
     expect(deduplicated).to.equal(false);
+    expect(id).to.match(/^[0-9a-f-]{36}$/);
     const record = await producer.getResult(id);
-    expect(record).to.include({ id, task: 'add', queue: 'default', state: 'PENDING', attempts: 3 });
-    const backendKeys = await keysOf(fx.backend, fx.prefix);
-    expect(backendKeys).to.deep.equal([`${fx.prefix}:result:${id}`]);
-    expect(Number(await fx.backend.cli('TTL', `${fx.prefix}:result:${id}`))).to.be.within(86_000, 86_400);
+    // The task's own default decides the attempts (the caller set none): unknown until a worker starts it.
+    expect(record).to.include({ id, task: 'add', queue: 'default', state: 'PENDING', attempt: 0, attempts: null });
+    expect(await keysOf(fx.backend, fx.prefix), 'nothing is written to the result backend at enqueue').to.deep.equal([]);
     const brokerKeys = await keysOf(fx.broker, fx.prefix);
     expect(brokerKeys).to.include(`${fx.prefix}:default:${id}`);
-    expect(brokerKeys.some(k => k.includes(':result:'))).to.equal(false);
+    expect(await fx.broker.cli('SMEMBERS', `${fx.prefix}::queues`)).to.equal('default');
     const { queue, close } = await rawQueue();
     try {
       const job = await queue.getJob(id);
       expect(job?.name).to.equal('add');
       expect(job?.data).to.deep.equal({ a: 1, b: 2 });
+      const stored = JSON.parse(await fx.broker.cli('HGET', `${fx.prefix}:default:${id}`, 'opts')) as Record<string, unknown>;
+      // No attempts or backoff are stamped on a job whose caller set none (BullMQ stores 0 for "unset").
+      expect(stored['attempts'] ?? 0).to.equal(0);
+      expect(stored).to.not.have.property('backoff');
       expect(await job?.getState()).to.equal('waiting');
     } finally {
       await close();
     }
   });
 
-  it('an idempotency key returns the first job id and makes one BullMQ job', async () => {
+  it('an idempotency key returns the first job (per task) and makes one BullMQ job, decided on the broker', async () => {
     const producer = fx.producer();
+    const other = fx.producer();
     const first = await producer.enqueue('echo', { n: 1 }, { idempotencyKey: 'order-42' });
-    const again = await producer.enqueue('echo', { n: 2 }, { idempotencyKey: 'order-42' });
+    const again = await other.enqueue('echo', { n: 2 }, { idempotencyKey: 'order-42' });
     const [third] = await producer.enqueueBulk([{ task: 'echo', data: { n: 3 }, options: { idempotencyKey: 'order-42' } }]);
-    expect(first).to.deep.equal({ id: idempotentJobId('order-42'), deduplicated: false });
+    expect(first.deduplicated).to.equal(false);
     expect(again).to.deep.equal({ id: first.id, deduplicated: true });
     expect(third).to.deep.equal({ id: first.id, deduplicated: true });
+    // Keys are scoped by task: the same key for another task is another job.
+    const add = await producer.enqueue('add', { a: 1, b: 1 }, { idempotencyKey: 'order-42' });
+    expect(add.deduplicated).to.equal(false);
+    expect(add.id).to.not.equal(first.id);
     const counts = await producer.inspect.counts(['default']);
-    expect(counts['default']?.waiting).to.equal(1);
+    expect(counts['default']?.waiting).to.equal(2);
     const { queue, close } = await rawQueue();
     try {
       expect((await queue.getJob(first.id))?.data).to.deep.equal({ n: 1 });
     } finally {
       await close();
     }
+  });
+
+  it('concurrent enqueues with one idempotency key make exactly one job, and every caller names it', async () => {
+    const producers = [fx.producer(), fx.producer(), fx.producer()];
+    const calls = Array.from({ length: 30 }, (_, i) => producers[i % 3]!.enqueue('echo', { i }, { idempotencyKey: 'race' }));
+    const results = await Promise.all(calls);
+    const ids = new Set(results.map(r => r.id));
+    expect(ids.size).to.equal(1);
+    expect(results.filter(r => !r.deduplicated)).to.have.length(1);
+    expect((await producers[0]!.inspect.counts(['default']))['default']?.waiting).to.equal(1);
   });
 
   it('rejects non-JSON and oversized payloads with clear errors and writes nothing', async () => {
@@ -161,17 +180,23 @@ describe('producer library (TLS broker + TLS result backend)', function () {
     const producer = fx.producer();
     const { id } = await producer.enqueue('add', { a: 2, b: 3 });
     const other = await producer.enqueue('add', { a: 0, b: 0 });
-    const waiting = producer.waitForResult(id, { timeoutMs: 10_000 });
-    // A worker's write, done here directly through the result backend.
+    const events: string[] = [];
+    const waiting = producer.waitForResult(id, { timeoutMs: 10_000, onEvent: e => events.push(e.state) });
+    // A worker's writes, done here directly through the result backend's state machine.
     const c = createConnections({ options: resolveConnectionOptions({}, fx.env), role: 'worker' });
     try {
       const backend = new ResultBackend({ service: c.backend, prefix: fx.prefix });
-      const pending = (await backend.get(id))!;
+      const now = new Date().toISOString();
+      const base = { task: 'add', queue: 'default', attempt: 1, attempts: 1, enqueuedAt: now, startedAt: now, finishedAt: null, updatedAt: now };
       setTimeout(() => {
-        void backend.write({ ...pending, state: 'SUCCESS', result: 5, attempt: 1, finishedAt: new Date().toISOString() });
-      }, 200);
+        void (async () => {
+          await backend.transition({ kind: 'write', id, delivery: 1, state: 'STARTED', base });
+          await backend.transition({ kind: 'write', id, delivery: 1, state: 'SUCCESS', base: { ...base, finishedAt: now }, outcome: { result: 5 } });
+        })();
+      }, 300);
       const record = await waiting;
       expect(record).to.include({ state: 'SUCCESS', result: 5 });
+      expect(events).to.deep.equal(['STARTED', 'SUCCESS']);
       await backend.close();
     } finally {
       await c.close();
@@ -198,11 +223,15 @@ describe('producer library (TLS broker + TLS result backend)', function () {
       expect(failed[0]).to.include({ id: bad.id, task: 'fail', failedReason: 'boom' });
       await producer.inspect.pause('default');
       expect(await producer.inspect.isPaused('default')).to.equal(true);
-      expect(await producer.inspect.retryFailed('default', bad.id)).to.equal(1);
+      const [retried] = await producer.inspect.retryFailed('default', bad.id);
+      expect(retried?.failedId).to.equal(bad.id);
+      expect(retried?.id).to.be.a('string').and.not.equal(bad.id);
       expect((await producer.inspect.counts(['default']))['default']?.failed).to.equal(0);
-      // A retried job is PENDING again: nobody waiting on it reads the old FAILURE.
-      expect(await producer.getResult(bad.id)).to.include({ state: 'PENDING', attempt: 0 });
+      // A final state never changes: the failed job stays FAILURE; its re-run is a new job.
+      expect(await producer.getResult(bad.id)).to.include({ state: 'FAILURE' });
+      expect(await producer.getResult(retried!.id)).to.include({ state: 'PENDING', task: 'fail' });
       await producer.inspect.resume('default');
+      expect(await producer.waitForResult(retried!.id, { timeoutMs: 10_000 })).to.include({ state: 'FAILURE', retryOf: bad.id });
       await waitUntil(async () => (await producer.inspect.counts(['default']))['default']?.failed === 1);
       expect(await producer.inspect.removeFailed('default', 'all')).to.equal(1);
       expect(await producer.inspect.listFailed('default')).to.deep.equal([]);
@@ -240,18 +269,17 @@ describe('producer library (TLS broker + TLS result backend)', function () {
     expect(Date.now() - started).to.be.below(10_000);
   });
 
-  it('leaves no job on the broker when the result backend goes down', async function () {
+  it('enqueues while the result backend is down (the broker alone acknowledges a job); reads name the result backend', async function () {
     this.timeout(30_000);
     const backend = await startRedis({ tls: true, certs: fx.backend.certs! });
     const producer = fx.producer({ env: { ...fx.env, ...backend.env('RESULT_REDIS_') } });
     await producer.enqueue('echo', { first: true });
-    await fx.broker.cli('DEL', `${fx.prefix}:default:wait`);
     await backend.stop();
-    const { error } = await failure(() => producer.enqueue('echo', { lost: false }));
+    const { id } = await producer.enqueue('echo', { second: true });
+    expect(await fx.broker.cli('EXISTS', `${fx.prefix}:default:${id}`)).to.equal('1');
+    const { error } = await failure(() => producer.getResult(id));
     expect(error).to.be.instanceOf(ConnectionError);
     expect(error.message).to.match(/result backend/);
-    // The job the broker took was taken back: nothing waits that the caller would enqueue again.
-    expect(await fx.broker.cli('LLEN', `${fx.prefix}:default:wait`)).to.equal('0');
   });
 
   it('close() is idempotent and leaves no connection open', async () => {

@@ -61,7 +61,7 @@ describe('taskline-worker process', function () {
     const producer = client(redis.env, prefix);
     const ids = await Promise.all(Array.from({ length: 4 }, () => producer.enqueue('sleep', { ms: 1500 })));
     await until(async () => {
-      const records = await Promise.all(ids.map(id => producer.results.get(id)));
+      const records = await Promise.all(ids.map(id => producer.get(id)));
       return records.every(r => r?.state === 'STARTED');
     }, 10_000, 'all STARTED');
     worker.child.kill('SIGTERM');
@@ -70,7 +70,7 @@ describe('taskline-worker process', function () {
     expect(code, log).to.equal(0);
     expect(log).to.include('draining');
     expect(log).to.include('"Worker closed"');
-    const records = await Promise.all(ids.map(id => producer.results.get(id)));
+    const records = await Promise.all(ids.map(id => producer.get(id)));
     expect(records.map(r => r?.state)).to.deep.equal(['SUCCESS', 'SUCCESS', 'SUCCESS', 'SUCCESS']);
   });
 
@@ -79,7 +79,7 @@ describe('taskline-worker process', function () {
     await ready(worker);
     const producer = client(redis.env, prefix);
     const id = await producer.enqueue('sleep', { ms: 30_000 });
-    await until(async () => (await producer.results.get(id))?.state === 'STARTED', 10_000, 'STARTED');
+    await until(async () => (await producer.get(id))?.state === 'STARTED', 10_000, 'STARTED');
     worker.child.kill('SIGTERM');
     await until(() => worker.output.join('').includes('draining'), 5000, 'draining');
     worker.child.kill('SIGTERM');
@@ -112,8 +112,8 @@ describe('taskline-worker process', function () {
     await ready(first);
     const producer = client(redis.env, prefix);
     const id = await producer.enqueue('sleep', { ms: 1000 });
-    await until(async () => (await producer.results.get(id))?.state === 'STARTED', 10_000, 'STARTED');
-    const firstWorker = (await producer.results.get(id))?.worker;
+    await until(async () => (await producer.get(id))?.state === 'STARTED', 10_000, 'STARTED');
+    const firstWorker = (await producer.get(id))?.worker;
     first.child.kill('SIGKILL');
     await first.exited;
     const second = spawnWorker(env);

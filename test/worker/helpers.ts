@@ -1,12 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { Queue, type JobsOptions } from 'bullmq';
-import {
-  createConnections,
-  resolveConnectionOptions,
-  ResultBackend,
-  type JobResultRecord,
-  type TasklineConnections,
-} from '@taskline/shared';
+import { Queue } from 'bullmq';
+import { createConnections, resolveConnectionOptions, type JobResultRecord, type TasklineConnections } from '@taskline/shared';
+import { createProducer, type EnqueueOptions, type Producer } from '@taskline/producer';
 import { createWorker, type TasklineWorker, type WorkerOptions } from '@taskline/worker';
 import { startRedis, type RunningRedis } from '../harness/index.js';
 import { envFor } from '../shared/helpers.js';
@@ -28,45 +23,56 @@ export function uniquePrefix(): string {
   return `t${randomUUID().slice(0, 8)}`;
 }
 
-/** Enqueues with BullMQ directly (job name = task, data = payload) and reads results, like a producer. */
+/**
+ * A caller of the system as users are: the producer library for enqueue, results and revoke.
+ * `queue()` is a read-only BullMQ view of a queue, for checking what the broker holds.
+ */
 export class TestClient {
-  readonly connections: TasklineConnections;
-  readonly results: ResultBackend;
+  readonly producer: Producer;
+  readonly #connections: TasklineConnections;
   readonly #queues = new Map<string, Promise<Queue>>();
 
   constructor(readonly env: Record<string, string>, readonly prefix: string) {
-    this.connections = createConnections({
+    this.producer = createProducer({ env: { ...env, REDIS_HEALTH_CHECK_INTERVAL: '0' }, prefix });
+    this.#connections = createConnections({
       options: resolveConnectionOptions({ healthCheckIntervalMs: 0 }, env),
-      role: 'producer',
+      role: 'cli',
       component: 'test-client',
     });
-    this.results = new ResultBackend({ service: this.connections.backend, prefix, recheckIntervalMs: 200 });
   }
 
   queue(name = 'default'): Promise<Queue> {
     let queue = this.#queues.get(name);
     if (!queue) {
-      queue = this.connections.broker.bullmqConnection().then(connection => new Queue(name, { connection, prefix: this.prefix }));
+      queue = this.#connections.broker.bullmqConnection().then(connection => new Queue(name, { connection, prefix: this.prefix }));
       this.#queues.set(name, queue);
     }
     return queue;
   }
 
-  async enqueue(task: string, data: unknown, opts: JobsOptions = {}, queueName = 'default'): Promise<string> {
-    const queue = await this.queue(queueName);
-    const job = await queue.add(task, data, { jobId: randomUUID(), ...opts });
-    return job.id ?? '';
+  async enqueue(task: string, data: unknown, options: EnqueueOptions = {}): Promise<string> {
+    return (await this.producer.enqueue(task, data, options)).id;
+  }
+
+  get(jobId: string): Promise<JobResultRecord | null> {
+    return this.producer.getResult(jobId);
   }
 
   waitFor(jobId: string, timeoutMs = 15_000): Promise<JobResultRecord> {
-    return this.results.waitFor(jobId, { timeoutMs });
+    return this.producer.waitForResult(jobId, { timeoutMs });
+  }
+
+  /** Connections still open (the producer's and the read-only view's). */
+  get openConnections(): number {
+    const c = [this.producer.connections, this.#connections];
+    return c.reduce((n, x) => n + x.broker.openConnections + x.backend.openConnections, 0);
   }
 
   async close(): Promise<void> {
     for (const queue of this.#queues.values()) await (await queue).close();
     this.#queues.clear();
-    await this.results.close();
-    await this.connections.close();
+    await this.producer.close();
+    await this.#connections.close();
   }
 }
 
@@ -97,7 +103,7 @@ export async function closeAll(): Promise<number> {
   workers.clear();
   for (const c of clients) {
     await c.close();
-    open += c.connections.broker.openConnections + c.connections.backend.openConnections;
+    open += c.openConnections;
   }
   clients.clear();
   return open;

@@ -54,7 +54,7 @@ describe('worker: jobs end to end over TLS (separate broker and result backend)'
     expect(record.startedAt).to.be.a('string');
     expect(record.finishedAt).to.be.a('string');
     expect(record.worker).to.match(/:\d+$/);
-    const key = `${prefix}:result:${id}`;
+    const key = `${prefix}:result:{${id}}`;
     expect(await redis.backend.cli('EXISTS', key)).to.equal('1');
     expect(await redis.broker.cli('EXISTS', key)).to.equal('0');
     const ttl = Number(await redis.backend.cli('TTL', key));
@@ -76,7 +76,7 @@ describe('worker: jobs end to end over TLS (separate broker and result backend)'
     const id = await producer.enqueue('flaky', { failTimes: 2 });
     const seen: string[] = [];
     await until(async () => {
-      const r = await producer.results.get(id);
+      const r = await producer.get(id);
       if (r && seen.at(-1) !== `${r.state}:${r.attempt}`) seen.push(`${r.state}:${r.attempt}`);
       return r?.state === 'SUCCESS';
     }, 15_000, 'flaky SUCCESS');
@@ -122,27 +122,29 @@ describe('worker: jobs end to end over TLS (separate broker and result backend)'
     expect((await producer.waitFor(after)).result).to.equal(42);
   });
 
-  it('never runs a delayed job revoked before it is due: it stays REVOKED', async function () {
+  it('never runs a delayed job revoked before it is due: it stays REVOKED and leaves the broker', async function () {
     const { producer } = await setup();
     const id = await producer.enqueue('record', { tag: 'revoked-delayed' }, { delay: 400 });
-    await producer.results.revoke(id, { task: 'record', queue: 'default', attempts: 1 }, 'test');
+    expect(await producer.producer.revoke(id, 'test')).to.include({ id, state: 'REVOKED', reason: 'test', task: 'record' });
     const marker = await producer.enqueue('record', { tag: 'marker' }, { delay: 800 });
     await producer.waitFor(marker);
-    await until(async () => (await (await producer.queue()).getJobState(id)) === 'completed', 5000, 'revoked job skipped');
     expect(runs).to.deep.equal(['marker']);
-    expect((await producer.results.get(id))?.state).to.equal('REVOKED');
+    expect(await (await producer.queue()).getJobState(id)).to.equal('unknown');
+    expect((await producer.get(id))?.state).to.equal('REVOKED');
   });
 
-  it('aborts a running job when it is revoked: REVOKED, not retried', async function () {
+  it('aborts a running job when it is revoked: REVOKED, not retried, failed on the broker', async function () {
     const { producer } = await setup();
     const id = await producer.enqueue('sleep', { ms: 20_000 }, { attempts: 3 });
-    await until(async () => (await producer.results.get(id))?.state === 'STARTED', 5000, 'STARTED');
+    await until(async () => (await producer.get(id))?.state === 'STARTED', 5000, 'STARTED');
     const revokedAt = Date.now();
-    await producer.results.revoke(id, { task: 'sleep', queue: 'default', attempts: 3 }, 'user asked');
+    const waiting = producer.waitFor(id);
+    expect((await producer.producer.revoke(id, 'user asked')).state).to.equal('REVOKED');
     const queue = await producer.queue();
     await until(async () => (await queue.getJobState(id)) === 'failed', 5000, 'job failed in BullMQ');
     expect(Date.now() - revokedAt).to.be.below(3000);
-    const record = await producer.results.get(id);
+    expect(await waiting).to.include({ state: 'REVOKED', reason: 'user asked' });
+    const record = await producer.get(id);
     expect(record?.state).to.equal('REVOKED');
     expect((await queue.getJob(id))?.attemptsMade).to.equal(1);
   });
@@ -167,13 +169,13 @@ describe('worker: jobs end to end over TLS (separate broker and result backend)'
     expect(text).to.match(/taskline_jobs_total\{task="add",queue="default",outcome="success"\} 1/);
     expect(text).to.include('taskline_job_duration_seconds_bucket');
     expect(text).to.include('taskline_job_latency_seconds_bucket');
-    expect(text).to.match(/taskline_queue_jobs\{queue="default",state="completed"\} 1/);
+    expect(text).to.match(/taskline_queue_jobs\{queue="default",state="waiting"\} 0/);
     expect(text).to.match(/taskline_worker_ready 1/);
     const slow = await producer.enqueue('sleep', { ms: 500 });
     await until(async () => worker.activeJobs === 1, 5000, 'sleep running');
     expect(await worker.close()).to.equal('drained');
     expect(worker.state).to.equal('closed');
-    expect((await producer.results.get(slow))?.state).to.equal('SUCCESS');
+    expect((await producer.get(slow))?.state).to.equal('SUCCESS');
     expect((await worker.readiness()).ok).to.equal(false);
   });
 

@@ -42,3 +42,41 @@ export class ResultNotSerializableError extends TasklineError {
     super('RESULT_NOT_JSON', `Task "${task}" returned a value that is not JSON-serialisable (${cause instanceof Error ? cause.message : String(cause)}); return plain data.`, { cause });
   }
 }
+
+/**
+ * This delivery of the job lost it: the worker stopped renewing the lock (frozen, or a handler
+ * blocking the event loop), and the broker handed the job to a newer delivery, which owns its record.
+ */
+export class StaleDeliveryError extends TasklineError {
+  override name = 'StaleDeliveryError';
+  constructor(jobId: string, delivery: number) {
+    super(
+      'STALE_DELIVERY',
+      `Delivery ${delivery} of job ${jobId} lost the job to a newer delivery (its lock expired), so its outcome was discarded; keep handlers from blocking the event loop (run CPU-bound tasks isolated) or raise TASKLINE_LOCK_DURATION_MS.`,
+    );
+  }
+}
+
+/** The broker failed the job outside any handler (e.g. it stalled too often); stored as the job's FAILURE. */
+export class WorkerLostError extends TasklineError {
+  override name = 'WorkerLostError';
+  constructor(jobId: string, brokerReason: string) {
+    super(
+      'WORKER_LOST',
+      /stalled more than allowable limit/.test(brokerReason)
+        ? `Job ${jobId} was taken back from its worker more often than TASKLINE_MAX_STALLED_COUNT allows (each worker was killed, frozen, or blocked by a handler past its lock), so the broker failed it; let handlers yield or run them isolated, or raise TASKLINE_LOCK_DURATION_MS.`
+        : `The broker failed job ${jobId} outside its handler (${brokerReason}); see the worker logs for the cause.`,
+    );
+  }
+}
+
+/** The handler's result is larger than TASKLINE_MAX_RESULT_BYTES. */
+export class ResultTooLargeError extends TasklineError {
+  override name = 'ResultTooLargeError';
+  constructor(task: string, bytes: number, limit: number) {
+    super(
+      'RESULT_TOO_LARGE',
+      `Task "${task}" returned ${bytes} bytes of JSON, over TASKLINE_MAX_RESULT_BYTES (${limit}); store large results elsewhere (S3, a database) and return a reference, or raise the limit.`,
+    );
+  }
+}

@@ -1,19 +1,25 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import {
+  isFinalAnswer,
+  jobMeta,
   scrubSecrets,
   toJobErrorInfo,
   type JobErrorInfo,
-  type JobResultRecord,
   type Logger,
+  type RecordBase,
   type RedisService,
   type ResultBackend,
+  type TransitionAnswer,
+  type TransitionOp,
 } from '@taskline/shared';
 import { encodeBackoff } from './backoff.js';
-import { JobRevokedError, ResultNotSerializableError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
+import { JobRevokedError, StaleDeliveryError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
 import { AttemptAbort, type Abortable } from './attempt-abort.js';
-import type { JobStartRecorder } from './job-start.js';
+import { runHandler, serialiseResult } from './attempt.js';
+import { PendingStart } from './pending-start.js';
+import type { RevokedJobs } from './revoked-jobs.js';
 import type { TaskRateLimiter } from './rate-limiter.js';
-import type { ResolvedTask, TaskContext, TaskSet } from './tasks.js';
+import type { TaskSet } from './tasks.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
 export interface JobRunnerDeps {
@@ -21,7 +27,7 @@ export interface JobRunnerDeps {
   queue: string;
   broker: RedisService;
   results: ResultBackend;
-  starts: JobStartRecorder;
+  revoked: RevokedJobs;
   rateLimiter: TaskRateLimiter;
   metrics: WorkerMetrics;
   logger: Logger;
@@ -29,52 +35,100 @@ export interface JobRunnerDeps {
   workerId: string;
   /** Running attempts by job id, shared by all queues (revokes and forced shutdowns abort them). */
   running: Map<string, Abortable>;
+  /** How long STARTED is held back; a job done sooner writes only its final record. */
+  startedDelayMs: number;
+  maxResultBytes: number;
+  progressIntervalMs: number;
 }
 
-type Stored = Pick<JobResultRecord, 'state'> & Partial<JobResultRecord>;
+type Intended = 'SUCCESS' | 'RETRY' | 'FAILURE';
 
 /**
- * The BullMQ processor for one queue. Per job: rate limit (broker), then one backend round trip
- * that skips revoked jobs and records STARTED, the handler under its signal, then the outcome.
- * Result writes retry through an outage until their deadline; then the attempt fails with a
- * ResultWriteError and BullMQ retries the job (so a handler may run again: at-least-once).
+ * The BullMQ processor for one queue. Per job: rate limit (broker); the in-memory revoke check;
+ * STARTED (held back briefly, or awaited first for a redelivered job); the handler under its
+ * signal; then the outcome as one compare-and-set on the record, and the broker told to agree
+ * with whatever the record says (completed for SUCCESS, failed for FAILURE or REVOKED).
  */
 export function createJobProcessor(deps: JobRunnerDeps) {
   const { tasks, queue, metrics } = deps;
   const known = [...tasks.tasks.keys()];
   // Label-bound metric children, made once: looking labels up per job is measurable.
-  const active = metrics.active.labels({ queue });
   const latency = metrics.latency.labels({ queue });
-  const perTask = new Map<string, { duration: ReturnType<typeof metrics.duration.labels>; success: ReturnType<typeof metrics.jobs.labels> }>();
-  const bound = (task: string) => {
-    let entry = perTask.get(task);
-    if (!entry) {
-      entry = { duration: metrics.duration.labels({ task, queue }), success: metrics.jobs.labels({ task, queue, outcome: 'success' }) };
-      perTask.set(task, entry);
-    }
-    return entry;
+  const outcomes = new Map<string, ReturnType<typeof metrics.jobs.labels>>();
+  const count = (task: string, outcome: 'success' | 'failure' | 'retry' | 'revoked'): void => {
+    const key = `${task}\n${outcome}`;
+    let child = outcomes.get(key);
+    if (!child) outcomes.set(key, (child = metrics.jobs.labels({ task, queue, outcome })));
+    child.inc();
   };
 
+  /** Makes the broker agree with the record: returns (completed) or throws (failed / retried). */
+  function agree(answer: TransitionAnswer, intended: Intended, job: Job, task: string, thrown: unknown, logger: () => Logger): null {
+    if (answer === 'OK' || answer === 'REDELIVERED') {
+      if (intended === 'SUCCESS') return null;
+      const error = thrown instanceof Error ? thrown : new Error(errorInfo(thrown).message);
+      if (intended === 'RETRY') throw error;
+      throw error instanceof UnrecoverableError ? error : new UnrecoverableError(error.message);
+    }
+    if (answer === 'STALE') {
+      metrics.refusedWrites.inc({ queue, reason: 'stale' });
+      logger().warn('This delivery lost the job to a newer one; its outcome was discarded', { delivery: job.attemptsStarted });
+      throw new StaleDeliveryError(job.id ?? '', job.attemptsStarted);
+    }
+    if (answer === 'REVOKED') {
+      count(task, 'revoked');
+      logger().info('The job was revoked; stored REVOKED');
+      throw new UnrecoverableError(new JobRevokedError(job.id ?? '').message);
+    }
+    // Final already (an earlier delivery stored it): follow the record.
+    if (answer === 'SUCCESS' || answer === 'FAILURE') {
+      if (intended !== answer) metrics.refusedWrites.inc({ queue, reason: 'final' });
+      if (answer === 'SUCCESS') return null;
+      throw new UnrecoverableError(`Job ${job.id ?? ''} already ended FAILURE in the result backend.`);
+    }
+    return null;
+  }
+
   // Two parameters on purpose: BullMQ then makes no AbortController of its own per job (it only
-  // aborts through cancelJob, which taskline does not use; forced shutdowns abort through
-  // `running`).
+  // aborts through cancelJob, which taskline does not use; forced shutdowns abort through `running`).
   return async function processJob(job: Job, token?: string): Promise<null> {
     const jobId = job.id ?? '';
+    const delivery = job.attemptsStarted > 0 ? job.attemptsStarted : 1;
     const task = tasks.tasks.get(job.name);
     // The job's child logger is made on first use: one per job is measurable on the hot path.
     let bound: Logger | null = null;
     const logger = (): Logger => (bound ??= deps.logger.child({ jobId, task: job.name, queue }));
+    const now = new Date().toISOString();
+    const meta = jobMeta(job.opts);
+    const base: RecordBase = {
+      task: job.name,
+      queue,
+      attempt: job.attemptsMade + 1,
+      attempts: job.opts.attempts || (task?.attempts ?? 1),
+      enqueuedAt: new Date(job.timestamp).toISOString(),
+      startedAt: now,
+      finishedAt: null,
+      updatedAt: now,
+      worker: deps.workerId,
+      ...(meta.retryOf ? { retryOf: meta.retryOf } : {}),
+    };
+    const write = (kind: TransitionOp['kind'], state: TransitionOp['state'], extra: Pick<TransitionOp, 'outcome' | 'outcomeJson' | 'progress'> = {}) =>
+      deps.results.transition({ kind, id: jobId, delivery, state, base: { ...base }, ...extra });
+
     if (!task) {
       const error = new UnknownTaskError(job.name, queue, known);
-      await writeOutcome(job, null, { state: 'FAILURE', error: errorInfo(error) }, logger);
-      metrics.jobs.inc({ task: job.name, queue, outcome: 'failure' });
-      throw new UnrecoverableError(error.message);
+      base.finishedAt = base.updatedAt;
+      const answer = await write('write', 'FAILURE', { outcome: { error: errorInfo(error) } });
+      if (answer === 'OK') count(job.name, 'failure');
+      return agree(answer, 'FAILURE', job, job.name, new UnrecoverableError(error.message), logger);
     }
-    // The enqueue call's attempts/backoff win; a job that carries none (BullMQ stores 0) gets the task's.
+    // Only what the caller set travels with the job; the task's definition fills the rest, on
+    // every attempt (BullMQ decides retries and backoff from these in-memory options).
     if (!job.opts.attempts) job.opts.attempts = task.attempts;
     job.opts.backoff ??= encodeBackoff(task.backoff);
-    const attempts = job.opts.attempts;
-    const attempt = job.attemptsMade + 1;
+    base.attempts = job.opts.attempts;
+    const timeoutMs = meta.timeoutMs === undefined ? task.timeoutMs : Math.min(meta.timeoutMs, task.timeoutMs ?? meta.timeoutMs);
+    base.timeoutMs = timeoutMs;
 
     if (task.rateLimit && token) {
       const retryAt = await deps.rateLimiter.acquire(deps.broker.client(), task.name, task.rateLimit);
@@ -84,172 +138,95 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       }
     }
     if (job.attemptsMade === 0 && job.attemptsStarted <= 1) {
-      const due = job.timestamp + (job.opts.delay ?? 0);
-      latency.observe(Math.max(0, Date.now() - due) / 1000);
+      latency.observe(Math.max(0, Date.now() - job.timestamp - (job.opts.delay ?? 0)) / 1000);
+    }
+    // A job started before and not ended (lock lost, forced shutdown, rate limit) may have an
+    // outcome already: read the record before running it again.
+    const redelivery = job.attemptsStarted > job.attemptsMade + 1 || job.stalledCounter > 0;
+    if (redelivery) base.redelivered = job.stalledCounter > 0;
+    const startOp: TransitionOp = { kind: 'write', id: jobId, delivery, state: 'STARTED', base: { ...base } };
+    if (deps.revoked.has(jobId) || redelivery) {
+      const answer = await deps.results.transition(startOp);
+      if (answer !== 'OK' && answer !== 'REDELIVERED') return agree(answer, 'SUCCESS', job, task.name, null, logger);
+      if (answer === 'REDELIVERED') base.redelivered = true;
     }
 
     const controller = new AttemptAbort();
     deps.running.set(jobId, controller);
-    const startedAt = new Date().toISOString();
-    const base = baseRecord(job, task, queue, attempt, attempts, startedAt, deps.workerId);
+    const start =
+      deps.revoked.has(jobId) || redelivery
+        ? null
+        : new PendingStart(deps.results, startOp, deps.startedDelayMs, {
+            onAnswer: answer => {
+              if (answer === 'REVOKED') controller.abort(new JobRevokedError(jobId));
+              else if (answer === 'STALE' || isFinalAnswer(answer)) controller.abort(new StaleDeliveryError(jobId, delivery));
+            },
+            onError: err => logger().warn('Could not store STARTED; the final state is still written', { error: err }),
+          });
     try {
-      const { revoked, timeoutMs } = await deps.starts.start({ ...base, state: 'STARTED', updatedAt: startedAt });
-      if (revoked || controller.reason instanceof JobRevokedError) {
-        metrics.jobs.inc({ task: task.name, queue, outcome: 'revoked' });
-        logger().info('Skipped a revoked job');
-        return null;
+      const outcome = await runHandler({
+        task,
+        job,
+        queue,
+        timeoutMs,
+        controller,
+        redelivered: base.redelivered === true,
+        delivery,
+        metrics,
+        logger,
+        progress: async value => {
+          await start?.flush();
+          await write('progress', 'STARTED', { progress: value });
+        },
+        progressIntervalMs: deps.progressIntervalMs,
+      });
+      start?.cancel();
+      const finished = new Date().toISOString();
+      base.updatedAt = finished;
+
+      let thrown: unknown = outcome.ok ? undefined : outcome.error;
+      if (outcome.ok) {
+        const serialised = serialiseResult(task.name, outcome.value, deps.maxResultBytes);
+        if (serialised.ok) {
+          base.finishedAt = finished;
+          const answer = await write('write', 'SUCCESS', { outcomeJson: serialised.json, ...progressOf(outcome) });
+          if (answer === 'OK') count(task.name, 'success');
+          return agree(answer, 'SUCCESS', job, task.name, null, logger);
+        }
+        thrown = serialised.error;
       }
-      // A time limit given at enqueue wins over the task's.
-      const limited = timeoutMs === null ? task : { ...task, timeoutMs };
-      return await runAttempt(job, token, limited, controller, base, logger);
+
+      const reason: unknown = controller.reason;
+      if (reason instanceof WorkerShutdownError) {
+        // Hand the job straight back (without using up an attempt) rather than leave it to the
+        // stalled check; if the broker is unreachable the lock expiry redelivers it instead.
+        logger().warn('A job was aborted by a forced shutdown; it goes back to the queue');
+        if (token) await job.moveToDelayed(Date.now(), token).catch(() => undefined);
+        throw new DelayedError(reason.message);
+      }
+      if (reason instanceof TimeLimitError || reason instanceof JobRevokedError || reason instanceof StaleDeliveryError) thrown = reason;
+      const error = errorInfo(thrown);
+      const willRetry = !(thrown instanceof UnrecoverableError) && !(reason instanceof JobRevokedError) && base.attempt < (base.attempts ?? 1);
+      const intended: Intended = willRetry ? 'RETRY' : 'FAILURE';
+      if (!willRetry) base.finishedAt = finished;
+      const answer = await write('write', intended, { outcome: { error }, ...progressOf(outcome) });
+      if (answer === 'OK') {
+        count(task.name, willRetry ? 'retry' : 'failure');
+        logger().warn(willRetry ? 'Job attempt failed; it will be retried' : 'Job failed', { attempt: base.attempt, attempts: base.attempts, error: error.message });
+      }
+      return agree(answer, intended, job, task.name, thrown, logger);
     } finally {
+      start?.cancel();
       deps.running.delete(jobId);
     }
   };
-
-  async function runAttempt(
-    job: Job,
-    token: string | undefined,
-    task: ResolvedTask,
-    controller: AttemptAbort,
-    base: JobResultRecord,
-    logger: () => Logger,
-  ): Promise<null> {
-    const timer = task.timeoutMs === null ? null : setTimeout(() => controller.abort(new TimeLimitError(task.name, task.timeoutMs ?? 0)), task.timeoutMs);
-    const ctx: TaskContext = {
-      jobId: base.id,
-      task: task.name,
-      queue,
-      attempt: base.attempt,
-      attempts: base.attempts,
-      get signal() {
-        return controller.signal;
-      },
-      get logger() {
-        return logger();
-      },
-      progress: async value => {
-        await job.updateProgress(value);
-      },
-    };
-    active.inc();
-    const started = performance.now();
-    let result: unknown;
-    let thrown: unknown;
-    let failed = false;
-    try {
-      result = await untilAborted(() => task.run(job.data, ctx), controller);
-    } catch (err) {
-      failed = true;
-      thrown = err;
-    } finally {
-      if (timer) clearTimeout(timer);
-      active.dec();
-      bound(task.name).duration.observe((performance.now() - started) / 1000);
-    }
-
-    if (!failed) {
-      let json: unknown;
-      try {
-        json = result === undefined ? null : JSON.parse(JSON.stringify(result));
-      } catch (err) {
-        failed = true;
-        thrown = new ResultNotSerializableError(task.name, err);
-      }
-      if (!failed) {
-        await writeOutcome(job, base, { state: 'SUCCESS', result: json }, logger);
-        bound(task.name).success.inc();
-        return null;
-      }
-    }
-
-    const reason: unknown = controller.reason;
-    if (reason instanceof JobRevokedError) {
-      // The revoker already stored REVOKED; keep it, and do not let BullMQ retry.
-      metrics.jobs.inc({ task: task.name, queue, outcome: 'revoked' });
-      logger().info('A revoked job was aborted');
-      throw new UnrecoverableError(reason.message);
-    }
-    if (reason instanceof WorkerShutdownError) {
-      // Hand the job straight back (without using up an attempt) rather than leave it to the
-      // stalled check; if the broker is unreachable the lock expiry redelivers it instead.
-      logger().warn('A job was aborted by a forced shutdown; it goes back to the queue');
-      if (token) await job.moveToDelayed(Date.now(), token).catch(() => undefined);
-      throw new DelayedError(reason.message);
-    }
-    if (reason instanceof TimeLimitError) thrown = reason;
-    const error = errorInfo(thrown);
-    const unrecoverable = thrown instanceof UnrecoverableError;
-    const willRetry = !unrecoverable && base.attempt < base.attempts;
-    await writeOutcome(job, base, { state: willRetry ? 'RETRY' : 'FAILURE', error }, logger);
-    metrics.jobs.inc({ task: task.name, queue, outcome: willRetry ? 'retry' : 'failure' });
-    logger().warn(willRetry ? 'Job attempt failed; it will be retried' : 'Job failed', { attempt: base.attempt, attempts: base.attempts, error: error.message });
-    throw thrown instanceof Error ? thrown : Object.assign(new Error(error.message), { name: error.type });
-  }
-
-  async function writeOutcome(job: Job, base: JobResultRecord | null, outcome: Stored, logger: () => Logger): Promise<void> {
-    const now = new Date().toISOString();
-    const record: JobResultRecord = {
-      ...(base ?? baseRecord(job, null, queue, job.attemptsMade + 1, job.opts.attempts ?? 1, null, deps.workerId)),
-      ...outcome,
-      finishedAt: outcome.state === 'RETRY' ? null : now,
-      updatedAt: now,
-    };
-    try {
-      await deps.results.write(record);
-    } catch (err) {
-      logger().error('Could not store the job state in the result backend; the attempt fails', { state: record.state, error: err });
-      throw err;
-    }
-  }
 }
 
-function baseRecord(job: Job, task: ResolvedTask | null, queue: string, attempt: number, attempts: number, startedAt: string | null, worker: string): JobResultRecord {
-  return {
-    id: job.id ?? '',
-    task: task?.name ?? job.name,
-    queue,
-    state: 'STARTED',
-    attempt,
-    attempts,
-    enqueuedAt: new Date(job.timestamp).toISOString(),
-    startedAt,
-    finishedAt: null,
-    updatedAt: startedAt ?? new Date().toISOString(),
-    worker,
-  };
+function progressOf(outcome: { progress?: unknown }): { progress?: unknown } {
+  return outcome.progress === undefined ? {} : { progress: outcome.progress };
 }
 
 function errorInfo(thrown: unknown): JobErrorInfo {
   const info = toJobErrorInfo(thrown);
   return { type: info.type, message: scrubSecrets(info.message), stack: info.stack === null ? null : scrubSecrets(info.stack) };
-}
-
-/**
- * Runs the handler, but settles as soon as the signal aborts even if the handler ignores it
- * (a never-settling handler cannot hold the slot past its time limit). Whatever the handler
- * does later is swallowed, so it can never become an unhandled rejection.
- */
-function untilAborted<T>(run: () => Promise<T> | T, attempt: AttemptAbort): Promise<T> {
-  let handler: Promise<T>;
-  try {
-    handler = Promise.resolve(run());
-  } catch (err) {
-    return Promise.reject(err);
-  }
-  handler.catch(() => undefined);
-  if (attempt.aborted) return Promise.reject(attempt.reason);
-  return new Promise<T>((resolve, reject) => {
-    attempt.onAbort(reject);
-    handler.then(
-      value => {
-        attempt.onAbort(null);
-        resolve(value);
-      },
-      (err: unknown) => {
-        attempt.onAbort(null);
-        reject(err);
-      },
-    );
-  });
 }

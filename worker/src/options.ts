@@ -46,6 +46,18 @@ export interface WorkerOptions {
   maxStalledCount?: number;
   /** How long a result write keeps retrying through a result-backend outage. @defaultValue `30000` */
   resultWriteDeadlineMs?: number;
+  /**
+   * How long a job's STARTED write is held back; a job finishing sooner writes only its final
+   * record (one write instead of two). `0` sends STARTED with the next batch of writes.
+   * @defaultValue `TASKLINE_STARTED_DELAY_MS` or `0`
+   */
+  startedDelayMs?: number;
+  /** Largest handler result, in bytes of JSON; larger fails the attempt with ResultTooLargeError. @defaultValue `TASKLINE_MAX_RESULT_BYTES` or 1048576 (1 MiB) */
+  maxResultBytes?: number;
+  /** Progress is stored at most this often per job (the latest value always wins). @defaultValue `TASKLINE_PROGRESS_INTERVAL_MS` or `250` */
+  progressIntervalMs?: number;
+  /** How often the failed set of each queue is checked for jobs the broker failed on its own. @defaultValue `TASKLINE_SETTLE_INTERVAL_MS` or `5000` */
+  settleIntervalMs?: number;
   /** Environment read for the defaults above. @defaultValue `process.env` */
   env?: Env;
 }
@@ -63,6 +75,10 @@ export interface ResolvedWorkerOptions {
   stalledIntervalMs: number;
   maxStalledCount: number;
   resultWriteDeadlineMs: number;
+  startedDelayMs: number;
+  maxResultBytes: number;
+  progressIntervalMs: number;
+  settleIntervalMs: number;
   env: Env;
 }
 
@@ -104,6 +120,10 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     stalledIntervalMs: option('stalledIntervalMs', 'TASKLINE_STALLED_INTERVAL_MS', options.stalledIntervalMs, env, { min: 100, max: 86_400_000 }, 30_000),
     maxStalledCount: option('maxStalledCount', 'TASKLINE_MAX_STALLED_COUNT', options.maxStalledCount, env, { min: 0, max: 1000 }, 3),
     resultWriteDeadlineMs: option('resultWriteDeadlineMs', 'RESULT_WRITE_DEADLINE_MS', options.resultWriteDeadlineMs, env, { min: 0, max: 3_600_000 }, 30_000),
+    startedDelayMs: option('startedDelayMs', 'TASKLINE_STARTED_DELAY_MS', options.startedDelayMs, env, { min: 0, max: 60_000 }, 0),
+    maxResultBytes: option('maxResultBytes', 'TASKLINE_MAX_RESULT_BYTES', options.maxResultBytes, env, { min: 1, max: 512 * 1024 * 1024 }, 1024 * 1024),
+    progressIntervalMs: option('progressIntervalMs', 'TASKLINE_PROGRESS_INTERVAL_MS', options.progressIntervalMs, env, { min: 0, max: 600_000 }, 250),
+    settleIntervalMs: option('settleIntervalMs', 'TASKLINE_SETTLE_INTERVAL_MS', options.settleIntervalMs, env, { min: 100, max: 3_600_000 }, 5000),
     env,
   };
 }

@@ -25,11 +25,27 @@ export interface TaskContext {
   attempt: number;
   /** Attempts allowed in all. */
   attempts: number;
+  /**
+   * How many times the broker has handed this job to a worker, this time included (retries,
+   * redeliveries after a lost worker, and rate-limit deferrals each count).
+   */
+  delivery: number;
+  /**
+   * True when an earlier delivery of this job started and never ended (its worker was killed,
+   * frozen or blocked past its lock): side effects of that run may have happened. Delivery is at
+   * least once: make handlers idempotent, e.g. keyed on `jobId`.
+   */
+  redelivered: boolean;
   /** Aborts at the time limit, on revoke, or on a forced shutdown; `signal.reason` says which. */
   signal: AbortSignal;
   /** Bound to jobId, task and queue. */
   logger: Logger;
-  /** Reports progress (stored on the broker's job; read it with the producer's inspect). */
+  /**
+   * Reports progress: a number or a JSON object (≤ 16 KiB). Stored on the job's record (at most
+   * every `progressIntervalMs`, the latest value always kept) and published to callers watching
+   * the job (`producer.watch`, `waitForResult({ onProgress })`, the HTTP event stream). Resolves
+   * at once; rejects only for a value that is not JSON or too large.
+   */
   progress(value: number | object): Promise<void>;
 }
 

@@ -24,6 +24,9 @@ export class WorkerMetrics {
   readonly duration: Histogram<'task' | 'queue'>;
   readonly latency: Histogram<'queue'>;
   readonly active: Gauge<'queue'>;
+  readonly overrunning: Gauge<'queue'>;
+  readonly refusedWrites: Counter<'queue' | 'reason'>;
+  readonly settled: Counter<'queue' | 'outcome'>;
   readonly ready: Gauge;
   readonly #registry: Registry;
 
@@ -50,6 +53,21 @@ export class WorkerMetrics {
       name: 'taskline_worker_active_jobs',
       help: 'Jobs this worker process is running now.',
       labelNames: ['queue'],
+    });
+    this.overrunning = getOrCreateGauge(registry, {
+      name: 'taskline_worker_overrunning_handlers',
+      help: 'Handlers still running after their attempt ended (time limit, revoke or shutdown) because they ignore ctx.signal.',
+      labelNames: ['queue'],
+    });
+    this.refusedWrites = getOrCreateCounter(registry, {
+      name: 'taskline_result_writes_refused_total',
+      help: 'Outcomes not stored because the record was already final (reason=final) or a newer delivery owned the job (reason=stale).',
+      labelNames: ['queue', 'reason'],
+    });
+    this.settled = getOrCreateCounter(registry, {
+      name: 'taskline_jobs_settled_total',
+      help: 'Jobs the broker failed on its own whose record was made to agree (outcome=failure), or completed jobs removed from the failed set (outcome=conflict).',
+      labelNames: ['queue', 'outcome'],
     });
     this.ready = getOrCreateGauge(registry, {
       name: 'taskline_worker_ready',

@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import {
   createConnections,
   parseIntegerSetting,
+  QueueRegistry,
   resolveConnectionOptions,
   ResultBackend,
   type ReadinessReport,
@@ -12,8 +13,9 @@ import {
 import { tasklineBackoffStrategy } from './backoff.js';
 import { JobRevokedError, WorkerShutdownError } from './errors.js';
 import type { Abortable } from './attempt-abort.js';
+import { FailedSweeper } from './failed-sweeper.js';
 import { createJobProcessor } from './job-runner.js';
-import { JobStartRecorder } from './job-start.js';
+import { RevokedJobs } from './revoked-jobs.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
 import { TaskRateLimiter } from './rate-limiter.js';
 import { cachedDepthSource, WorkerMetrics, type QueueCounts } from './worker-metrics.js';
@@ -103,8 +105,18 @@ export class TasklineWorker {
       ...(expiresSeconds === undefined ? {} : { expiresSeconds }),
     });
     this.#results = results;
-    this.#cleanups.push(await results.onRevoke(jobId => this.#running.get(jobId)?.abort(new JobRevokedError(jobId))));
-    const starts = new JobStartRecorder(this.connections.backend, id => results.key(id), results.expiresSeconds, o.resultWriteDeadlineMs);
+    const revoked = new RevokedJobs(results, o.logger);
+    this.#cleanups.push(
+      await results.onRevoke(
+        jobId => {
+          revoked.add(jobId);
+          this.#running.get(jobId)?.abort(new JobRevokedError(jobId));
+        },
+        () => void revoked.resync(),
+      ),
+    );
+    await revoked.resync();
+    await new QueueRegistry(o.prefix).register(this.connections.broker.client(), o.queues);
     const rateLimiter = new TaskRateLimiter(o.prefix);
     const workerId = `${hostname()}:${process.pid}`;
     for (const queue of o.queues) {
@@ -115,12 +127,15 @@ export class TasklineWorker {
         queue,
         broker: this.connections.broker,
         results,
-        starts,
+        revoked,
         rateLimiter,
         metrics: this.#metrics,
         logger: o.logger,
         workerId,
         running: this.#running,
+        startedDelayMs: o.startedDelayMs,
+        maxResultBytes: o.maxResultBytes,
+        progressIntervalMs: o.progressIntervalMs,
       });
       const worker = new Worker(queue, processor, {
         connection,
@@ -144,22 +159,40 @@ export class TasklineWorker {
       await worker.waitUntilReady();
     }
     this.#cleanups.push(this.#metrics.addDepthSource(cachedDepthSource(() => this.#queueDepths(), DEPTH_CACHE_MS)));
+    const sweeper = new FailedSweeper({
+      broker: this.connections.broker,
+      results,
+      prefix: o.prefix,
+      queues: o.queues,
+      queue: name => this.#queue(name),
+      intervalMs: o.settleIntervalMs,
+      metrics: this.#metrics,
+      logger: o.logger,
+    });
+    sweeper.start();
+    this.#cleanups.unshift(() => sweeper.stop());
     if (this.#closePromise) return;
     this.#state = 'ready';
     this.#metrics.ready.set(1);
     o.logger.info('Worker ready', { queues: o.queues, concurrency: o.concurrency });
   }
 
+  /** A BullMQ Queue handle on the shared connection (queue depths, the failed-job sweeper). */
+  #queue(name: string): Queue {
+    this.#queues ??= new Map();
+    let queue = this.#queues.get(name);
+    if (!queue) {
+      queue = new Queue(name, { connection: this.connections.broker.client(), prefix: this.options.prefix });
+      this.#queues.set(name, queue);
+    }
+    return queue;
+  }
+
   async #queueDepths(): Promise<Array<{ queue: string; counts: QueueCounts }>> {
     if (this.#state === 'closed' || this.#state === 'draining') return [];
-    this.#queues ??= new Map();
     const out: Array<{ queue: string; counts: QueueCounts }> = [];
     for (const name of this.options.queues) {
-      let queue = this.#queues.get(name);
-      if (!queue) {
-        queue = new Queue(name, { connection: this.connections.broker.client(), prefix: this.options.prefix });
-        this.#queues.set(name, queue);
-      }
+      const queue = this.#queue(name);
       const [counts, paused] = await Promise.all([
         queue.getJobCounts('waiting', 'prioritized', 'active', 'delayed', 'failed', 'completed'),
         queue.isPaused(),

@@ -1,0 +1,188 @@
+import type { Job } from 'bullmq';
+import { TasklineError, type Logger } from '@taskline/shared';
+import { ResultNotSerializableError, ResultTooLargeError, TimeLimitError } from './errors.js';
+import type { AttemptAbort } from './attempt-abort.js';
+import type { ResolvedTask, TaskContext } from './tasks.js';
+import type { WorkerMetrics } from './worker-metrics.js';
+
+/** Largest progress value, as JSON. */
+const MAX_PROGRESS_BYTES = 16 * 1024;
+
+export interface AttemptInput {
+  task: ResolvedTask;
+  job: Job;
+  queue: string;
+  /** The limit in force (the lower of the task's and the job's), or null. */
+  timeoutMs: number | null;
+  controller: AttemptAbort;
+  redelivered: boolean;
+  delivery: number;
+  metrics: WorkerMetrics;
+  logger: () => Logger;
+  /** Stores a progress value on the record (throttled by the caller's interval). */
+  progress(value: unknown): Promise<void>;
+  progressIntervalMs: number;
+}
+
+/** How the handler ended; `progress` is a last value not yet stored (it goes with the outcome). */
+export type AttemptOutcome = ({ ok: true; value: unknown } | { ok: false; error: unknown }) & { progress?: unknown };
+
+/**
+ * Runs one attempt of a handler under its signal and time limit. The attempt ends when the
+ * handler settles or the signal aborts, whichever is first; a handler that ignores its signal
+ * keeps counting in the active-jobs gauge (and in the overrunning gauge) until it really ends.
+ */
+export async function runHandler(input: AttemptInput): Promise<AttemptOutcome> {
+  const { task, job, controller, metrics, queue } = input;
+  const timer =
+    input.timeoutMs === null ? null : setTimeout(() => controller.abort(new TimeLimitError(task.name, input.timeoutMs ?? 0)), input.timeoutMs);
+  const progress = new ProgressThrottle(input.progress, input.progressIntervalMs, input.logger);
+  const ctx: TaskContext = {
+    jobId: job.id ?? '',
+    task: task.name,
+    queue,
+    attempt: job.attemptsMade + 1,
+    attempts: job.opts.attempts ?? task.attempts,
+    delivery: input.delivery,
+    redelivered: input.redelivered,
+    get signal() {
+      return controller.signal;
+    },
+    get logger() {
+      return input.logger();
+    },
+    progress: value => progress.report(value),
+  };
+  const active = metrics.active.labels({ queue });
+  active.inc();
+  const started = performance.now();
+  let handler: Promise<unknown>;
+  try {
+    handler = Promise.resolve(task.run(job.data, ctx));
+  } catch (err) {
+    handler = Promise.reject(err);
+  }
+  let settled = false;
+  const ended = handler.then(
+    () => undefined,
+    () => undefined,
+  );
+  void ended.then(() => {
+    settled = true;
+    active.dec();
+    metrics.duration.observe({ task: task.name, queue }, (performance.now() - started) / 1000);
+  });
+  try {
+    const value = await untilAborted(handler, controller);
+    return { ok: true, value, ...progress.unsent() };
+  } catch (error) {
+    return { ok: false, error, ...progress.unsent() };
+  } finally {
+    if (timer) clearTimeout(timer);
+    progress.stop();
+    if (!settled) {
+      // The attempt is over but the handler is not: it ignores ctx.signal. Report it until it ends.
+      const overrunning = metrics.overrunning.labels({ queue });
+      overrunning.inc();
+      input.logger().warn('The handler is still running after its attempt ended (it ignores ctx.signal); its outcome will be discarded', {
+        reason: controller.reason instanceof Error ? controller.reason.name : String(controller.reason),
+      });
+      void ended.then(() => overrunning.dec());
+    }
+  }
+}
+
+/** Serialises a handler's return value once, checking it is JSON and within the size cap. */
+export function serialiseResult(task: string, value: unknown, maxBytes: number): { ok: true; json: string } | { ok: false; error: Error } {
+  let json: string;
+  try {
+    json = `{"result":${JSON.stringify(value === undefined ? null : value) ?? 'null'}}`;
+  } catch (err) {
+    return { ok: false, error: new ResultNotSerializableError(task, err) };
+  }
+  const bytes = Buffer.byteLength(json);
+  if (bytes - 11 > maxBytes) return { ok: false, error: new ResultTooLargeError(task, bytes - 11, maxBytes) };
+  return { ok: true, json };
+}
+
+/**
+ * Settles as soon as the signal aborts even if the handler ignores it (a never-settling handler
+ * cannot hold the slot past its time limit). Whatever the handler does later is swallowed, so it
+ * can never become an unhandled rejection.
+ */
+function untilAborted<T>(handler: Promise<T>, attempt: AttemptAbort): Promise<T> {
+  handler.catch(() => undefined);
+  if (attempt.aborted) return Promise.reject(attempt.reason);
+  return new Promise<T>((resolve, reject) => {
+    attempt.onAbort(reject);
+    handler.then(
+      value => {
+        attempt.onAbort(null);
+        resolve(value);
+      },
+      (err: unknown) => {
+        attempt.onAbort(null);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** Progress writes at most once per interval; the latest value always wins and is never lost. */
+class ProgressThrottle {
+  readonly #send: (value: unknown) => Promise<void>;
+  readonly #intervalMs: number;
+  readonly #logger: () => Logger;
+  #lastSent = 0;
+  #pending: { value: unknown } | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #stopped = false;
+
+  constructor(send: (value: unknown) => Promise<void>, intervalMs: number, logger: () => Logger) {
+    this.#send = send;
+    this.#intervalMs = intervalMs;
+    this.#logger = logger;
+  }
+
+  /** Validates at once (a bad value throws to the handler); the write itself never blocks it. */
+  report(value: unknown): Promise<void> {
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(value);
+    } catch {
+      json = undefined;
+    }
+    if (json === undefined || (typeof value !== 'number' && (typeof value !== 'object' || value === null))) {
+      return Promise.reject(new TasklineError('PROGRESS_INVALID', 'ctx.progress() takes a number or a plain JSON object.'));
+    }
+    if (Buffer.byteLength(json) > MAX_PROGRESS_BYTES) {
+      return Promise.reject(new TasklineError('PROGRESS_TOO_LARGE', `ctx.progress() values are limited to ${MAX_PROGRESS_BYTES} bytes of JSON; report a summary.`));
+    }
+    if (this.#stopped) return Promise.resolve();
+    this.#pending = { value: JSON.parse(json) as unknown };
+    const wait = this.#lastSent + this.#intervalMs - Date.now();
+    if (wait <= 0) this.#flush();
+    else this.#timer ??= setTimeout(() => this.#flush(), wait);
+    return Promise.resolve();
+  }
+
+  #flush(): void {
+    this.#timer = null;
+    const pending = this.#pending;
+    if (!pending || this.#stopped) return;
+    this.#pending = null;
+    this.#lastSent = Date.now();
+    this.#send(pending.value).catch((err: unknown) => this.#logger().warn('Could not store progress', { error: err }));
+  }
+
+  /** The value reported but not yet sent, to store with the outcome. */
+  unsent(): { progress?: unknown } {
+    return this.#pending ? { progress: this.#pending.value } : {};
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+}
