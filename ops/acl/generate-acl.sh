@@ -104,7 +104,7 @@ BULLMQ="+eval +evalsha +script|load +script|exists +multi +exec +discard +watch 
 
 # What the result backend needs: TTL'd records, a transaction to write + notify, pub/sub for waits and
 # revokes, and the Lua guard that records STARTED without overwriting a final state.
-RESULTS="+get +set +del +exists +expire +ttl +pttl +multi +exec +discard +publish +subscribe +unsubscribe +eval +evalsha +script|load +script|exists"
+RESULTS="+get +set +del +exists +expire +ttl +pttl +hget +hgetall +hmget +hset +hdel +zadd +zrangebyscore +zremrangebyscore +zscore +multi +exec +discard +publish +subscribe +unsubscribe +eval +evalsha +script|load +script|exists"
 
 # Read-only: health checks and exporters see INFO, PING and queue lengths, never job data.
 METRICS="+hello +auth +ping +quit +info +client|setname $SETINFO +llen +zcard +hlen +xlen +scard +type +exists +ttl +pttl"

@@ -75,7 +75,7 @@ describe('ops: least-privilege Redis ACL users', function () {
       while (beatResult === undefined && Date.now() < deadline) {
         const keys = await backend.cli(...admin, '--scan', '--pattern', `${prefix}:result:*`);
         for (const key of keys.split('\n').filter(Boolean)) {
-          const raw = await backend.cli(...admin, 'GET', key);
+          const raw = await backend.cli(...admin, 'HGET', key, 'out');
           if (raw.includes('"result":42')) beatResult = JSON.parse(raw);
         }
         if (beatResult === undefined) await new Promise(r => setTimeout(r, 250));
