@@ -4,7 +4,8 @@ import { ConfigError, ConnectionError, ResultTimeoutError, TasklineError, parseI
 import { bearerMatches, readApiToken } from './api-token.js';
 import { JobNotFoundError, JobStateError, PayloadTooLargeError, ValidationError } from './errors.js';
 import { BodyError, readJsonBody } from './http-body.js';
-import type { BulkJob, Producer } from './producer.js';
+import { EnqueueBulkError, type BulkJob } from './enqueue.js';
+import type { Producer } from './producer.js';
 
 export interface ApiServerOptions {
   producer: Producer;
@@ -173,7 +174,14 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
       if (!Array.isArray(jobs) || jobs.length === 0 || jobs.length > 10_000) {
         throw new HttpError(400, 'INVALID_BODY', 'The body must be {"jobs": [{task, data, options}, ...]} with 1 to 10,000 jobs.');
       }
-      return send(res, 202, { jobs: await producer.enqueueBulk(jobs.map((j, i) => toBulkJob(j, `jobs[${i}]`))) });
+      const bulk = jobs.map((j, i) => toBulkJob(j, `jobs[${i}]`));
+      try {
+        return send(res, 202, { jobs: await producer.enqueueBulk(bulk) });
+      } catch (err) {
+        // Part of the batch was added: say per job which, so a client resends only the rest.
+        if (err instanceof EnqueueBulkError) return send(res, 207, { error: err.message, code: err.code, jobs: err.outcomes });
+        throw err;
+      }
     }
     const jobId = id as string;
     if (req.method === 'DELETE') return send(res, 200, await producer.revoke(jobId, 'revoked through the HTTP API'));

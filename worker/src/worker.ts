@@ -18,6 +18,7 @@ import { createJobProcessor } from './job-runner.js';
 import { RevokedJobs } from './revoked-jobs.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
 import { TaskRateLimiter } from './rate-limiter.js';
+import { RateLimitedLog, refusesWrites } from './write-refusal.js';
 import { cachedDepthSource, WorkerMetrics, type QueueCounts } from './worker-metrics.js';
 
 export type WorkerState = 'starting' | 'ready' | 'draining' | 'closed';
@@ -59,6 +60,7 @@ export class TasklineWorker {
   #startPromise: Promise<void> | null = null;
   #closePromise: Promise<CloseOutcome> | null = null;
   #forceRequested = false;
+  readonly #errors: RateLimitedLog;
   #force: () => void = () => {
     this.#forceRequested = true;
   };
@@ -76,6 +78,7 @@ export class TasklineWorker {
     this.registry = this.connections.registry;
     this.#metrics = new WorkerMetrics(this.registry);
     this.#metrics.ready.set(0);
+    this.#errors = new RateLimitedLog(o.logger);
   }
 
   get state(): WorkerState {
@@ -149,7 +152,8 @@ export class TasklineWorker {
         removeOnFail: KEEP_FAILED,
         settings: { backoffStrategy: tasklineBackoffStrategy },
       });
-      worker.on('error', err => o.logger.error('Queue worker error', { queue, error: err }));
+      // BullMQ waits before its next fetch after an error; the log says so once per window.
+      worker.on('error', err => this.#errors.error(`${queue}:${errorKey(err)}`, 'Queue worker error', { queue, error: err }));
       this.#workers.set(queue, worker);
       this.#runs.push(
         worker.run().catch((err: unknown) => {
@@ -220,10 +224,20 @@ export class TasklineWorker {
       }),
     );
     const consuming = queues.length === this.options.queues.length && queues.every(q => q.running && q.blockingConnection === 'ready');
-    const ok = this.#state === 'ready' && health.ok && consuming;
+    // A server out of memory answers PING but refuses every write: no job can start or finish.
+    const full = await Promise.all(
+      (['broker', 'backend'] as const).map(async service =>
+        health[service].ok && (await withTimeout(refusesWrites(this.connections[service].client()), 1000).catch(() => false)) === true ? service : null,
+      ),
+    );
+    const refusing = full.filter((s): s is 'broker' | 'backend' => s !== null);
+    const ok = this.#state === 'ready' && health.ok && consuming && refusing.length === 0;
     this.#metrics.ready.set(ok ? 1 : 0);
     const failing = [health.broker, health.backend].filter(h => !h.ok).map(h => `${h.label}: ${h.error ?? 'unreachable'}`);
-    return { ok, state: this.#state, broker: health.broker.ok, backend: health.backend.ok, queues, ...(failing.length ? { errors: failing } : {}) };
+    for (const service of refusing) {
+      failing.push(`${service === 'broker' ? 'broker' : 'result backend'}: out of memory (used memory over maxmemory), refusing writes; raise maxmemory or drain it`);
+    }
+    return { ok, state: this.#state, broker: health.broker.ok, backend: health.backend.ok, queues, ...(refusing.length ? { refusingWrites: refusing } : {}), ...(failing.length ? { errors: failing } : {}) };
   }
 
   /**
@@ -274,6 +288,12 @@ export class TasklineWorker {
     o.logger.info('Worker closed', { outcome });
     return outcome;
   }
+}
+
+/** Groups errors for rate-limited logging: by Redis error word (OOM, NOPERM...) or error name. */
+function errorKey(err: unknown): string {
+  if (!(err instanceof Error)) return 'unknown';
+  return /^[A-Z]{3,}\b/.exec(err.message)?.[0] ?? err.name;
 }
 
 /** Builds a worker (not yet connected: call `start()`). */
