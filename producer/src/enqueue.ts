@@ -76,7 +76,7 @@ export function prepareJob(
   } catch (err) {
     throw new ValidationError('INVALID_TASK', 'task', (err as Error).message);
   }
-  const options = resolveEnqueueOptions(input, producer, now);
+  const options = resolveEnqueueOptions(input, producer, now, task);
   checkPayload(data, producer.maxPayloadBytes);
   const id = randomUUID();
   const dedupId = options.idempotencyKey === undefined ? undefined : deduplicationId(task, options.idempotencyKey);

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ConfigError, ConnectionError, ResultTimeoutError, TasklineError, parseIntegerSetting, type Logger, type Secret } from '@taskline/shared';
+import { ConfigError, ConnectionError, ResultTimeoutError, TasklineError, parseIntegerSetting, type JobResultRecord, type Logger, type Secret } from '@taskline/shared';
 import { bearerMatches, readApiToken } from './api-token.js';
 import { JobNotFoundError, JobStateError, PayloadTooLargeError, ValidationError } from './errors.js';
 import { BodyError, readJsonBody } from './http-body.js';
@@ -68,13 +68,21 @@ export function resolveApiServerOptions(options: ApiServerOptions): ResolvedApiS
   };
 }
 
-type Route = 'jobs' | 'jobs_bulk' | 'job' | 'health' | 'metrics' | 'unknown';
+type Route = 'jobs' | 'jobs_bulk' | 'job' | 'job_events' | 'health' | 'metrics' | 'unknown';
+
+/** Event streams open at once per API process; more get 503 (each holds a socket and a subscription). */
+const MAX_EVENT_STREAMS = 200;
+/** Longest an event stream stays open (`?timeout=` seconds may lower it). */
+const MAX_STREAM_SECONDS = 3600;
+const STREAM_HEARTBEAT_MS = 15_000;
 
 function routeOf(path: string): { route: Route; id?: string } {
   if (path === '/api/v1/jobs') return { route: 'jobs' };
   if (path === '/api/v1/jobs/bulk') return { route: 'jobs_bulk' };
   const job = /^\/api\/v1\/jobs\/([A-Za-z0-9_.:-]{1,200})$/.exec(path);
   if (job?.[1]) return { route: 'job', id: job[1] };
+  const events = /^\/api\/v1\/jobs\/([A-Za-z0-9_.:-]{1,200})\/events$/.exec(path);
+  if (events?.[1]) return { route: 'job_events', id: events[1] };
   if (path === '/api/v1/health') return { route: 'health' };
   if (path === '/metrics') return { route: 'metrics' };
   return { route: 'unknown' };
@@ -84,6 +92,7 @@ const ALLOWED: Record<Route, string[]> = {
   jobs: ['POST'],
   jobs_bulk: ['POST'],
   job: ['GET', 'DELETE'],
+  job_events: ['GET'],
   health: ['GET'],
   metrics: ['GET'],
   unknown: [],
@@ -110,6 +119,12 @@ function toHttpError(err: unknown): HttpError {
   if (err instanceof ConnectionError) return new HttpError(503, err.code, err.message);
   if (err instanceof TasklineError) return new HttpError(500, err.code, err.message);
   return new HttpError(500, 'INTERNAL', 'Internal error; see the producer log.');
+}
+
+/** A record as API clients see it: stacks and worker host:pid are for operators (logs), not clients. */
+function publicRecord(record: JobResultRecord): Omit<JobResultRecord, 'worker'> {
+  const { worker: _worker, ...rest } = record;
+  return rest.error ? { ...rest, error: { ...rest.error, stack: null } } : rest;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -184,10 +199,55 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
       }
     }
     const jobId = id as string;
-    if (req.method === 'DELETE') return send(res, 200, await producer.revoke(jobId, 'revoked through the HTTP API'));
+    if (route === 'job_events') return streamEvents(req, res, jobId);
+    if (req.method === 'DELETE') return send(res, 200, publicRecord(await producer.revoke(jobId, 'revoked through the HTTP API')));
     const record = await producer.getResult(jobId);
     if (!record) throw new JobNotFoundError(jobId);
-    return send(res, 200, record);
+    return send(res, 200, publicRecord(record));
+  };
+
+  let openStreams = 0;
+  /**
+   * Server-sent events of one job: its current state, then every state and progress change,
+   * then `event: final` with the record, and the stream ends. Bounded in number and duration.
+   */
+  const streamEvents = async (req: IncomingMessage, res: ServerResponse, jobId: string): Promise<void> => {
+    const asked = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('timeout') ?? MAX_STREAM_SECONDS);
+    if (!Number.isInteger(asked) || asked < 1 || asked > MAX_STREAM_SECONDS) {
+      throw new HttpError(400, 'INVALID_OPTION', `timeout must be a whole number of seconds from 1 to ${MAX_STREAM_SECONDS}.`);
+    }
+    if (openStreams >= MAX_EVENT_STREAMS) throw new HttpError(503, 'TOO_MANY_STREAMS', `${MAX_EVENT_STREAMS} event streams are open; try again later or poll GET /api/v1/jobs/:id.`);
+    openStreams += 1;
+    const stop = new AbortController();
+    const onClose = (): void => stop.abort();
+    res.once('close', onClose);
+    try {
+      const events = producer.watch(jobId, { timeoutMs: asked * 1000, signal: stop.signal });
+      const first = await events.next();
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), STREAM_HEARTBEAT_MS);
+      try {
+        let next = first;
+        let final = false;
+        while (!next.done) {
+          const event = next.value;
+          final = event.final;
+          const name = event.final ? 'final' : event.progress !== undefined && event.record === undefined ? 'progress' : 'state';
+          const body = event.final && event.record ? publicRecord(event.record) : { state: event.state, ...(event.progress !== undefined ? { progress: event.progress } : {}) };
+          res.write(`event: ${name}\ndata: ${JSON.stringify(body)}\n\n`);
+          if (final || stop.signal.aborted) break;
+          next = await events.next();
+        }
+        if (!final && !stop.signal.aborted) res.write(`event: timeout\ndata: ${JSON.stringify({ error: 'The stream reached its timeout before the job finished; open it again.' })}\n\n`);
+      } finally {
+        clearInterval(heartbeat);
+        await events.return(undefined);
+      }
+      res.end();
+    } finally {
+      res.off('close', onClose);
+      openStreams -= 1;
+    }
   };
 
   const inFlight = new Set<Promise<void>>();

@@ -1,5 +1,5 @@
 export { createProducer, Producer } from './producer.js';
-export type { ProducerState } from './producer.js';
+export type { ProducerState, JobWatchEvent } from './producer.js';
 export { EnqueueBulkError } from './enqueue.js';
 export type { EnqueueResult, BulkJob, BulkJobOutcome } from './enqueue.js';
 export { resolveProducerOptions, resolveEnqueueOptions, DEFAULT_MAX_PAYLOAD_BYTES } from './options.js';

@@ -5,6 +5,9 @@ import {
   createSilentLogger,
   parseIntegerSetting,
   resolvePrefix,
+  resolveRoutes,
+  type RouteTable,
+  type Routes,
   type ConnectionOptions,
   type ResolvedConnectionOptions,
   type Logger,
@@ -28,8 +31,14 @@ export interface ProducerOptions {
   connections?: TasklineConnections;
   /** BullMQ key prefix and result-key prefix. @defaultValue `TASKLINE_PREFIX` or `taskline` */
   prefix?: string;
-  /** Queue for jobs that name none. @defaultValue `default` */
+  /** Queue for jobs that name none and match no route. @defaultValue `default` */
   defaultQueue?: string;
+  /**
+   * Which queue each task goes to when the enqueue call names none: `{ "send-email": "email",
+   * "reports.*": "reports" }`, or the path of a JSON file. Share one setting with every process.
+   * @defaultValue `TASKLINE_ROUTES`, else none
+   */
+  routes?: RouteTable | Routes | string;
   /** Largest payload, in bytes of JSON. @defaultValue `TASKLINE_MAX_PAYLOAD_BYTES` or 524288 (512 KiB) */
   maxPayloadBytes?: number;
   /**
@@ -56,6 +65,7 @@ export interface ResolvedProducerOptions {
   connections: TasklineConnections | null;
   prefix: string;
   defaultQueue: string;
+  routes: Routes;
   maxPayloadBytes: number;
   resultExpiresSeconds: number;
   keepFailedCount: number;
@@ -120,6 +130,7 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
     connections: options.connections ?? null,
     prefix,
     defaultQueue: checkQueueName(options.defaultQueue ?? DEFAULT_QUEUE, 'defaultQueue'),
+    routes: resolveRoutes(options.routes, env),
     maxPayloadBytes,
     resultExpiresSeconds:
       options.resultExpiresSeconds !== undefined
@@ -136,7 +147,7 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
 
 /** Per-job options of `enqueue`. */
 export interface EnqueueOptions {
-  /** @defaultValue the producer's `defaultQueue` */
+  /** @defaultValue the task's route (`TASKLINE_ROUTES`), else the producer's `defaultQueue` */
   queue?: string;
   /** Milliseconds before the job may run. Not with `eta`. */
   delay?: number;
@@ -170,7 +181,7 @@ export interface ResolvedEnqueueOptions {
 const ENQUEUE_KEYS = new Set(['queue', 'delay', 'eta', 'priority', 'attempts', 'backoff', 'idempotencyKey', 'timeoutMs']);
 
 /** Validates one job's options (from code or from an HTTP body) against the producer's defaults. */
-export function resolveEnqueueOptions(input: unknown, defaults: ResolvedProducerOptions, now = Date.now()): ResolvedEnqueueOptions {
+export function resolveEnqueueOptions(input: unknown, defaults: ResolvedProducerOptions, now = Date.now(), task = ''): ResolvedEnqueueOptions {
   if (input === undefined || input === null) input = {};
   if (typeof input !== 'object' || Array.isArray(input)) throw invalid('options', 'options must be an object.');
   const o = input as Record<string, unknown>;
@@ -189,7 +200,7 @@ export function resolveEnqueueOptions(input: unknown, defaults: ResolvedProducer
     throw invalid('options.idempotencyKey', 'options.idempotencyKey must be a string of 1 to 256 characters.');
   }
   return {
-    queue: o['queue'] === undefined ? defaults.defaultQueue : checkQueueName(o['queue'], 'options.queue'),
+    queue: o['queue'] === undefined ? (defaults.routes.queueFor(task) ?? defaults.defaultQueue) : checkQueueName(o['queue'], 'options.queue'),
     delay,
     priority: o['priority'] === undefined ? undefined : integer('options.priority', o['priority'], 1, 2_097_151),
     attempts: o['attempts'] === undefined ? undefined : integer('options.attempts', o['attempts'], 1, 1000),

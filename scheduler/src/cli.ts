@@ -7,6 +7,7 @@ import {
   healthCommand,
   parseIntegerSetting,
   resolvePrefix,
+  resolveRoutes,
   startOpsServer,
   TasklineError,
   withConnectionFlags,
@@ -80,7 +81,7 @@ async function start(argv: { schedule: string; 'metrics-port': number; 'metrics-
 }
 
 async function list(argv: { schedule: string; json: boolean; 'redis-url'?: string; 'result-redis-url'?: string }): Promise<void> {
-  const file = await loadScheduleFile(argv.schedule);
+  const file = await loadScheduleFile(argv.schedule, resolveRoutes(undefined, process.env));
   const connections = createConnections({
     options: { ...connectionOptionsFromFlags(argv), healthCheckIntervalMs: 0 },
     role: 'cli',
@@ -97,7 +98,7 @@ async function list(argv: { schedule: string; json: boolean; 'redis-url'?: strin
 }
 
 async function validate(argv: { schedule: string }): Promise<void> {
-  const file = await loadScheduleFile(argv.schedule);
+  const file = await loadScheduleFile(argv.schedule, resolveRoutes(undefined, process.env));
   console.log(`${argv.schedule}: ${file.entries.length} schedule${file.entries.length === 1 ? '' : 's'}, all valid.`);
   for (const entry of file.entries) {
     const next = nextRuns(entry, 1)[0];

@@ -1,5 +1,16 @@
 import type { Registry } from 'prom-client';
-import { ConfigError, parseIntegerSetting, resolvePrefix, type ConnectionOptions, type Logger, type ResolvedConnectionOptions, type TasklineConnections } from '@taskline/shared';
+import {
+  ConfigError,
+  parseIntegerSetting,
+  resolvePrefix,
+  resolveRoutes,
+  type ConnectionOptions,
+  type Logger,
+  type ResolvedConnectionOptions,
+  type RouteTable,
+  type Routes,
+  type TasklineConnections,
+} from '@taskline/shared';
 
 export interface SchedulerOptions {
   /** Path of the JSON schedule file. Required. */
@@ -10,6 +21,8 @@ export interface SchedulerOptions {
   connection?: ConnectionOptions | ResolvedConnectionOptions;
   /** BullMQ key prefix. @defaultValue `TASKLINE_PREFIX` or `taskline` */
   prefix?: string;
+  /** Where an entry that names no queue goes (the same routes as every producer). @defaultValue `TASKLINE_ROUTES` */
+  routes?: RouteTable | Routes | string;
   /** Leader lease TTL: a dead or frozen leader is replaced within it. @defaultValue `TASKLINE_BEAT_LEASE_MS` or 10000 */
   leaseTtlMs?: number;
   /** Periodic re-reconcile that repairs drift. @defaultValue `TASKLINE_BEAT_RECONCILE_MS` or 60000 */
@@ -32,6 +45,7 @@ export interface ResolvedSchedulerOptions {
   connections: TasklineConnections | null;
   connection: ConnectionOptions | ResolvedConnectionOptions;
   prefix: string;
+  routes: Routes;
   leaseTtlMs: number;
   /** Renew (leader) and poll (standby) period: a quarter of the TTL. */
   renewIntervalMs: number;
@@ -58,6 +72,7 @@ export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSche
     connections: options.connections ?? null,
     connection: options.connection ?? {},
     prefix: options.prefix ?? resolvePrefix(env),
+    routes: resolveRoutes(options.routes, env),
     leaseTtlMs,
     renewIntervalMs: Math.max(50, Math.floor(leaseTtlMs / 4)),
     minRemainingMs: Math.floor(leaseTtlMs / 3),

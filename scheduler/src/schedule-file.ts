@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CronExpressionParser } from 'cron-parser';
-import { DEFAULT_QUEUE, TasklineError } from '@taskline/shared';
+import { DEFAULT_QUEUE, TasklineError, createRoutes, type Routes } from '@taskline/shared';
 
 /**
  * The schedule file: which tasks the beat enqueues and when. JSON, either
@@ -194,7 +194,7 @@ function checkOptions(raw: unknown, problem: (field: string, message: string) =>
   return out;
 }
 
-function checkEntry(raw: unknown, index: number, problems: ScheduleProblem[]): ScheduleEntry | null {
+function checkEntry(raw: unknown, index: number, problems: ScheduleProblem[], routes: Routes): ScheduleEntry | null {
   const rawId = isPlainObject(raw) && typeof raw['id'] === 'string' ? raw['id'] : null;
   const entry = rawId ? `schedules[${index}] (id ${JSON.stringify(rawId)})` : `schedules[${index}]`;
   const before = problems.length;
@@ -255,7 +255,8 @@ function checkEntry(raw: unknown, index: number, problems: ScheduleProblem[]): S
   const resolved: Omit<ScheduleEntry, 'hash'> = {
     id: id as string,
     task: task as string,
-    queue: (queue as string | undefined) ?? DEFAULT_QUEUE,
+    // An entry naming no queue goes where TASKLINE_ROUTES sends its task, as an enqueue would.
+    queue: (queue as string | undefined) ?? routes.queueFor(task as string) ?? DEFAULT_QUEUE,
     data: data ?? {},
     options,
     cron: typeof cron === 'string' ? cron.trim().split(/\s+/).join(' ') : null,
@@ -279,7 +280,7 @@ function hashEntry(entry: Omit<ScheduleEntry, 'hash'>): string {
 }
 
 /** Parses and validates a schedule file's text; throws one ScheduleFileError listing every problem. */
-export function parseScheduleFile(text: string, source = '<schedule>'): ScheduleFile {
+export function parseScheduleFile(text: string, source = '<schedule>', routes: Routes = createRoutes()): ScheduleFile {
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -305,7 +306,7 @@ export function parseScheduleFile(text: string, source = '<schedule>'): Schedule
   const entries: ScheduleEntry[] = [];
   const seen = new Map<string, number>();
   (list as unknown[]).forEach((raw, index) => {
-    const entry = checkEntry(raw, index, problems);
+    const entry = checkEntry(raw, index, problems, routes);
     const id = isPlainObject(raw) && typeof raw['id'] === 'string' ? raw['id'] : null;
     if (id !== null) {
       const first = seen.get(id);
@@ -322,7 +323,7 @@ export function parseScheduleFile(text: string, source = '<schedule>'): Schedule
 }
 
 /** Reads and validates a schedule file. */
-export async function loadScheduleFile(path: string): Promise<ScheduleFile> {
+export async function loadScheduleFile(path: string, routes: Routes = createRoutes()): Promise<ScheduleFile> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -331,5 +332,5 @@ export async function loadScheduleFile(path: string): Promise<ScheduleFile> {
     const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable by this process' : `cannot be read (${code ?? String(err)})`;
     throw new ScheduleFileError(path, [{ entry: 'file', field: null, message: `${why}; pass the path of a JSON schedule file with --schedule` }], { cause: err });
   }
-  return parseScheduleFile(text, path);
+  return parseScheduleFile(text, path, routes);
 }

@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { createConnections, createSilentLogger, type Logger, type TasklineConnections } from '@taskline/shared';
+import { QueueRegistry, createConnections, createSilentLogger, type Logger, type TasklineConnections } from '@taskline/shared';
 import { resolveSchedulerOptions, type ResolvedSchedulerOptions, type SchedulerOptions } from './config.js';
 import { FileWatcher } from './file-watcher.js';
 import { LeaderLease } from './leader-lease.js';
@@ -38,6 +38,7 @@ class BeatScheduler implements Scheduler {
   readonly #logger: Logger;
   readonly #ownsConnections: boolean;
   readonly #queues = new Map<string, Queue>();
+  readonly #registry: QueueRegistry;
   #client: Redis | null = null;
   #lease: LeaderLease | null = null;
   #watcher: FileWatcher | null = null;
@@ -54,6 +55,7 @@ class BeatScheduler implements Scheduler {
   constructor(options: SchedulerOptions) {
     this.#options = resolveSchedulerOptions(options);
     this.#logger = this.#options.logger ?? createSilentLogger();
+    this.#registry = new QueueRegistry(this.#options.prefix);
     this.#ownsConnections = this.#options.connections === null;
     this.connections =
       this.#options.connections ??
@@ -95,7 +97,7 @@ class BeatScheduler implements Scheduler {
 
   async #load(): Promise<ScheduleFile> {
     try {
-      this.#schedule = await loadScheduleFile(this.#options.schedulePath);
+      this.#schedule = await loadScheduleFile(this.#options.schedulePath, this.#options.routes);
     } catch (err) {
       this.metrics.reconcileErrors.inc();
       throw err;
@@ -179,6 +181,8 @@ class BeatScheduler implements Scheduler {
     const lease = this.#lease;
     if (!lease?.held || !this.#client) return null;
     try {
+      // Ticks land in these queues: list them for operators and for finding a tick by its id.
+      await this.#registry.register(this.#client, file.entries.map(e => e.queue));
       const result = await reconcileSchedules(file.entries, {
         prefix: this.#options.prefix,
         client: this.#client,

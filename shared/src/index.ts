@@ -70,3 +70,5 @@ export {
 export type { JobState, JobResultRecord, JobErrorInfo, TasklineJobMeta } from './job-contract.js';
 export { CommandBatcher } from './command-batcher.js';
 export { QueueRegistry, queueRegistryKey } from './queue-registry.js';
+export { createRoutes, resolveRoutes } from './routes.js';
+export type { Routes, RouteTable } from './routes.js';

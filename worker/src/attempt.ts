@@ -22,6 +22,8 @@ export interface AttemptInput {
   /** Stores a progress value on the record (throttled by the caller's interval). */
   progress(value: unknown): Promise<void>;
   progressIntervalMs: number;
+  /** Runs the handler (in an isolated runner); by default it runs here, in the event loop. */
+  invoke?: (ctx: TaskContext) => Promise<unknown>;
 }
 
 /** How the handler ended; `progress` is a last value not yet stored (it goes with the outcome). */
@@ -58,7 +60,7 @@ export async function runHandler(input: AttemptInput): Promise<AttemptOutcome> {
   const started = performance.now();
   let handler: Promise<unknown>;
   try {
-    handler = Promise.resolve(task.run(job.data, ctx));
+    handler = Promise.resolve(input.invoke ? input.invoke(ctx) : task.run(job.data, ctx));
   } catch (err) {
     handler = Promise.reject(err);
   }

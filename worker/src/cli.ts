@@ -21,6 +21,7 @@ interface StartArgs {
   tasks: string;
   queues?: string | undefined;
   concurrency?: number | undefined;
+  isolation?: string | undefined;
   'metrics-port'?: number | undefined;
   'redis-url'?: string | undefined;
   'result-redis-url'?: string | undefined;
@@ -52,6 +53,7 @@ async function start(argv: StartArgs): Promise<void> {
       connection: connectionOptionsFromFlags(argv),
       ...(queues ? { queues } : {}),
       ...(argv.concurrency === undefined ? {} : { concurrency: argv.concurrency }),
+      ...(argv.isolation === undefined ? {} : { isolation: argv.isolation as 'none' | 'process' | 'thread' }),
     });
   } catch (err) {
     console.error(`taskline-worker: ${describe(err)}`);
@@ -104,6 +106,7 @@ await yargs(hideBin(process.argv))
         .option('tasks', { type: 'string', demandOption: true, describe: 'Module whose default export (or `tasks` export) is defineTasks({...}); .ts works' })
         .option('queues', { type: 'string', describe: 'Comma-separated queues to consume (default: every queue the tasks name)' })
         .option('concurrency', { type: 'number', describe: 'Jobs at once per queue (default TASKLINE_CONCURRENCY or 10)' })
+        .option('isolation', { type: 'string', choices: ['none', 'process', 'thread'], describe: 'Run every handler in a pool of child processes or worker threads (default TASKLINE_ISOLATION or none: only tasks marked isolated)' })
         .option('metrics-port', { type: 'number', describe: `Port of /metrics, /healthz, /readyz (default TASKLINE_METRICS_PORT or ${DEFAULT_METRICS_PORT}; 0 picks a free one)` }) as never,
     start,
   )

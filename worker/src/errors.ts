@@ -1,10 +1,20 @@
 import { TasklineError } from '@taskline/shared';
 
-/** An attempt ran past its task's `timeoutMs`: the signal aborted and the attempt failed. */
+/**
+ * An attempt ran past its time limit. `soft` (`timeoutMs`): the signal aborted and the attempt
+ * failed. `hard` (`hardTimeoutMs`, isolated tasks): the runner was killed.
+ */
 export class TimeLimitError extends TasklineError {
   override name = 'TimeLimitError';
-  constructor(task: string, timeoutMs: number) {
-    super('TIME_LIMIT', `Task "${task}" ran past its time limit of ${timeoutMs} ms and was aborted; make it faster, honour ctx.signal, or raise timeoutMs.`);
+  readonly limit: 'soft' | 'hard';
+  constructor(task: string, timeoutMs: number, limit: 'soft' | 'hard' = 'soft') {
+    super(
+      'TIME_LIMIT',
+      limit === 'soft'
+        ? `Task "${task}" ran past its time limit of ${timeoutMs} ms and was aborted; make it faster, honour ctx.signal, or raise timeoutMs.`
+        : `Task "${task}" ran past its hard time limit of ${timeoutMs} ms and its isolated runner was killed; make it faster, or raise hardTimeoutMs.`,
+    );
+    this.limit = limit;
   }
 }
 

@@ -9,6 +9,7 @@ import {
   type RecordBase,
   type RedisService,
   type ResultBackend,
+  type Routes,
   type TransitionAnswer,
   type TransitionOp,
 } from '@taskline/shared';
@@ -16,10 +17,11 @@ import { encodeBackoff } from './backoff.js';
 import { JobRevokedError, StaleDeliveryError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
 import { AttemptAbort, type Abortable } from './attempt-abort.js';
 import { runHandler, serialiseResult } from './attempt.js';
+import type { HandlerPool } from './isolation/handler-pool.js';
 import { PendingStart } from './pending-start.js';
 import type { RevokedJobs } from './revoked-jobs.js';
 import type { TaskRateLimiter } from './rate-limiter.js';
-import type { TaskSet } from './tasks.js';
+import type { IsolationKind, ResolvedTask, TaskSet } from './tasks.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
 export interface JobRunnerDeps {
@@ -39,6 +41,12 @@ export interface JobRunnerDeps {
   startedDelayMs: number;
   maxResultBytes: number;
   progressIntervalMs: number;
+  /** The shared routes: a task consumed from a queue its route does not name is warned about once. */
+  routes: Routes;
+  /** Where each task's handler runs (`null`: here), and the pool of runners of a kind. */
+  isolationOf(task: ResolvedTask): IsolationKind | null;
+  pool(kind: IsolationKind): HandlerPool;
+  killGraceMs: number;
 }
 
 type Intended = 'SUCCESS' | 'RETRY' | 'FAILURE';
@@ -52,6 +60,7 @@ type Intended = 'SUCCESS' | 'RETRY' | 'FAILURE';
 export function createJobProcessor(deps: JobRunnerDeps) {
   const { tasks, queue, metrics } = deps;
   const known = [...tasks.tasks.keys()];
+  const misrouted = new Set<string>();
   // Label-bound metric children, made once: looking labels up per job is measurable.
   const latency = metrics.latency.labels({ queue });
   const outcomes = new Map<string, ReturnType<typeof metrics.jobs.labels>>();
@@ -122,6 +131,15 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       if (answer === 'OK') count(job.name, 'failure');
       return agree(answer, 'FAILURE', job, job.name, new UnrecoverableError(error.message), logger);
     }
+    const routed = deps.routes.queueFor(task.name);
+    if (routed !== null && routed !== queue && !misrouted.has(task.name)) {
+      misrouted.add(task.name);
+      deps.logger.warn('Consuming a task from a queue its route does not name; check TASKLINE_ROUTES is the same for every process', {
+        task: task.name,
+        queue,
+        routedTo: routed,
+      });
+    }
     // Only what the caller set travels with the job; the task's definition fills the rest, on
     // every attempt (BullMQ decides retries and backoff from these in-memory options).
     if (!job.opts.attempts) job.opts.attempts = task.attempts;
@@ -163,8 +181,25 @@ export function createJobProcessor(deps: JobRunnerDeps) {
             },
             onError: err => logger().warn('Could not store STARTED; the final state is still written', { error: err }),
           });
+    const isolation = deps.isolationOf(task);
     try {
       const outcome = await runHandler({
+        ...(isolation === null
+          ? {}
+          : {
+              invoke: ctx =>
+                deps.pool(isolation).run({
+                  task: task.name,
+                  data: job.data,
+                  ctx: { jobId, task: task.name, queue, attempt: ctx.attempt, attempts: ctx.attempts, delivery, redelivered: ctx.redelivered },
+                  // The hard limit: the task's own, or the soft one plus the kill grace.
+                  hardTimeoutMs: minOf(task.hardTimeoutMs, timeoutMs === null ? null : timeoutMs + deps.killGraceMs),
+                  killGraceMs: deps.killGraceMs,
+                  signal: controller.signal,
+                  onProgress: value => void ctx.progress(value as number | object).catch((err: unknown) => logger().warn('An isolated handler reported an invalid progress value', { error: err })),
+                  onLog: (level, message, fields) => logger()[level](message, fields),
+                }),
+            }),
         task,
         job,
         queue,
@@ -220,6 +255,12 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       deps.running.delete(jobId);
     }
   };
+}
+
+function minOf(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return Math.min(a, b);
 }
 
 function progressOf(outcome: { progress?: unknown }): { progress?: unknown } {

@@ -6,18 +6,31 @@ import {
   DEFAULT_QUEUE,
   parseIntegerSetting,
   resolvePrefix,
+  resolveRoutes,
   type ConnectionOptions,
   type Logger,
+  type RouteTable,
+  type Routes,
 } from '@taskline/shared';
-import { isTaskSet, type TaskSet } from './tasks.js';
+import { availableParallelism } from 'node:os';
+import { isTaskSet, type IsolationKind, type ResolvedTask, type TaskSet } from './tasks.js';
 
 type Env = Record<string, string | undefined>;
+
+/** The kind `isolated: true` means when the worker names none (see docs/PERFORMANCE.md for the measurement). */
+export const DEFAULT_ISOLATION: IsolationKind = 'process';
 
 export interface WorkerOptions {
   /** The tasks this worker runs: the result of `defineTasks(...)`. */
   tasks: TaskSet;
-  /** Queues to consume. @defaultValue every queue the tasks name, plus `default` if a task names none */
+  /** Queues to consume. @defaultValue every queue the tasks are routed to (their `queue`, else the routes, else `default`) */
   queues?: string[];
+  /**
+   * The routes every process shares (`{ "send-email": "email", "reports.*": "reports" }` or a
+   * JSON file's path): the worker consumes its tasks' queues and warns when a task arrives on a
+   * queue its route does not name. @defaultValue `TASKLINE_ROUTES`
+   */
+  routes?: RouteTable | Routes | string;
   /** Jobs run at once per queue. @defaultValue `TASKLINE_CONCURRENCY` or `10` */
   concurrency?: number;
   /** Broker and result-backend settings, layered over the REDIS_* and RESULT_REDIS_* environment. */
@@ -58,6 +71,18 @@ export interface WorkerOptions {
   progressIntervalMs?: number;
   /** How often the failed set of each queue is checked for jobs the broker failed on its own. @defaultValue `TASKLINE_SETTLE_INTERVAL_MS` or `5000` */
   settleIntervalMs?: number;
+  /**
+   * Run every task's handler isolated (`process`: a pool of child processes; `thread`: worker
+   * threads) unless the task says `isolated: false`; `none` isolates only tasks marked `isolated`.
+   * @defaultValue `TASKLINE_ISOLATION` or `none`
+   */
+  isolation?: 'none' | IsolationKind;
+  /** Isolated runners at most (per kind). @defaultValue `TASKLINE_ISOLATED_POOL_SIZE`, else the lower of the concurrency and the CPU count */
+  isolatedPoolSize?: number;
+  /** After a soft limit, revoke or forced shutdown, how long an isolated handler may take before its runner is killed. @defaultValue `TASKLINE_KILL_GRACE_MS` or `5000` */
+  killGraceMs?: number;
+  /** The module isolated runners load the tasks from, when `tasks` did not come from `loadTaskModule` (`--tasks`). */
+  tasksModule?: string;
   /** Environment read for the defaults above. @defaultValue `process.env` */
   env?: Env;
 }
@@ -65,6 +90,7 @@ export interface WorkerOptions {
 export interface ResolvedWorkerOptions {
   tasks: TaskSet;
   queues: string[];
+  routes: Routes;
   concurrency: number;
   connection: ConnectionOptions;
   prefix: string;
@@ -79,6 +105,11 @@ export interface ResolvedWorkerOptions {
   maxResultBytes: number;
   progressIntervalMs: number;
   settleIntervalMs: number;
+  /** The isolation each task runs with (`null`: in the event loop). */
+  isolationOf(task: ResolvedTask): IsolationKind | null;
+  isolatedPoolSize: number;
+  killGraceMs: number;
+  tasksModule: string | null;
   env: Env;
 }
 
@@ -94,7 +125,8 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     throw new ConfigError('WORKER_NO_TASKS', 'tasks', 'createWorker() needs `tasks`: the result of defineTasks({...}).');
   }
   const env = options.env ?? process.env;
-  const taskQueues = [...options.tasks.tasks.values()].map(t => t.queue ?? DEFAULT_QUEUE);
+  const routes = resolveRoutes(options.routes, env);
+  const taskQueues = [...options.tasks.tasks.values()].map(t => t.queue ?? routes.queueFor(t.name) ?? DEFAULT_QUEUE);
   const queues = options.queues ?? [...new Set(taskQueues)];
   if (!Array.isArray(queues) || queues.length === 0) {
     throw new ConfigError('WORKER_NO_QUEUES', 'queues', 'The worker was given no queues; name at least one (e.g. --queues default).');
@@ -106,11 +138,32 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
       throw new ConfigError('WORKER_BAD_QUEUE', 'queues', (err as Error).message);
     }
   }
+  const isolation = options.isolation ?? env['TASKLINE_ISOLATION'] ?? 'none';
+  if (isolation !== 'none' && isolation !== 'process' && isolation !== 'thread') {
+    throw new ConfigError('WORKER_BAD_ISOLATION', 'TASKLINE_ISOLATION', `Isolation must be none, process or thread, got ${JSON.stringify(isolation)}; fix --isolation / TASKLINE_ISOLATION.`);
+  }
+  const isolationOf = (task: ResolvedTask): IsolationKind | null => {
+    if (task.isolated === false) return null;
+    if (task.isolated === 'process' || task.isolated === 'thread') return task.isolated;
+    if (task.isolated === true) return isolation === 'none' ? DEFAULT_ISOLATION : isolation;
+    return isolation === 'none' ? null : isolation;
+  };
+  const tasksModule = options.tasksModule ?? options.tasks.module ?? null;
+  const isolatedTasks = [...options.tasks.tasks.values()].filter(t => isolationOf(t) !== null);
+  if (isolatedTasks.length > 0 && tasksModule === null) {
+    throw new ConfigError(
+      'WORKER_ISOLATION_NO_MODULE',
+      'tasksModule',
+      `Task "${isolatedTasks[0]?.name}" runs isolated, so its code must load by path: start the worker with --tasks <module>, or pass createWorker({ tasksModule }) (the module's path).`,
+    );
+  }
+  const concurrency = option('concurrency', 'TASKLINE_CONCURRENCY', options.concurrency, env, { min: 1, max: 10_000 }, 10);
   const lockDurationMs = option('lockDurationMs', 'TASKLINE_LOCK_DURATION_MS', options.lockDurationMs, env, { min: 1000, max: 86_400_000 }, 30_000);
   return {
     tasks: options.tasks,
     queues: [...new Set(queues)],
-    concurrency: option('concurrency', 'TASKLINE_CONCURRENCY', options.concurrency, env, { min: 1, max: 10_000 }, 10),
+    routes,
+    concurrency,
     connection: options.connection ?? {},
     prefix: options.prefix ?? resolvePrefix(env),
     logger: options.logger ?? createSilentLogger(),
@@ -124,6 +177,10 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     maxResultBytes: option('maxResultBytes', 'TASKLINE_MAX_RESULT_BYTES', options.maxResultBytes, env, { min: 1, max: 512 * 1024 * 1024 }, 1024 * 1024),
     progressIntervalMs: option('progressIntervalMs', 'TASKLINE_PROGRESS_INTERVAL_MS', options.progressIntervalMs, env, { min: 0, max: 600_000 }, 250),
     settleIntervalMs: option('settleIntervalMs', 'TASKLINE_SETTLE_INTERVAL_MS', options.settleIntervalMs, env, { min: 100, max: 3_600_000 }, 5000),
+    isolationOf,
+    isolatedPoolSize: option('isolatedPoolSize', 'TASKLINE_ISOLATED_POOL_SIZE', options.isolatedPoolSize, env, { min: 1, max: 1024 }, Math.max(1, Math.min(concurrency, availableParallelism()))),
+    killGraceMs: option('killGraceMs', 'TASKLINE_KILL_GRACE_MS', options.killGraceMs, env, { min: 0, max: 600_000 }, 5000),
+    tasksModule,
     env,
   };
 }

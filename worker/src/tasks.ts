@@ -1,5 +1,8 @@
 import { assertQueueName, assertTaskName, ConfigError, type Logger } from '@taskline/shared';
 
+/** Where an isolated handler runs: a child process (Celery's prefork) or a worker thread. */
+export type IsolationKind = 'process' | 'thread';
+
 /** How long to wait between attempts. Exponential backoff always carries jitter. */
 export interface TaskBackoff {
   /** `exponential`: delayMs·2^(n−1) with equal jitter, capped at maxDelayMs; `fixed`: delayMs each time. */
@@ -59,9 +62,29 @@ export interface TaskDefinition<Data = unknown, Result = unknown> {
   attempts?: number;
   /** Backoff between attempts, when the enqueue call gives none. @defaultValue exponential, 1000 ms, jitter */
   backoff?: TaskBackoff;
-  /** Time limit per attempt; the signal aborts and the attempt fails. @defaultValue none */
+  /**
+   * Soft time limit per attempt: `ctx.signal` aborts and the attempt fails with TimeLimitError (a
+   * job's own `timeoutMs` can only lower it). A handler that ignores the signal keeps running —
+   * reported, and killed at `hardTimeoutMs` if the task is isolated. @defaultValue none
+   */
   timeoutMs?: number;
-  /** The queue the task is routed to (the producer reads it from the enqueue call). @defaultValue `default` */
+  /**
+   * Hard time limit (isolated tasks): the runner is killed this long after the handler started,
+   * and the attempt fails with TimeLimitError. Celery's `time_limit` beside `soft_time_limit`.
+   * @defaultValue for isolated tasks with a `timeoutMs`, `timeoutMs` + the worker's kill grace; else none
+   */
+  hardTimeoutMs?: number;
+  /**
+   * Run the handler outside the worker's event loop, in a pool of child processes (`true` or
+   * `'process'`) or worker threads (`'thread'`): a CPU-bound handler never stalls lock renewal or
+   * other jobs, and can be killed at its hard limit. Its code must load from the tasks module.
+   * @defaultValue `false`, unless the worker runs with `--isolation`
+   */
+  isolated?: boolean | IsolationKind;
+  /**
+   * The queue this worker consumes the task from. Producers route by `TASKLINE_ROUTES`: give
+   * every process the same routes (a worker warns when the two disagree). @defaultValue the task's route, else `default`
+   */
   queue?: string;
   rateLimit?: TaskRateLimit;
 }
@@ -73,6 +96,9 @@ export interface ResolvedTask {
   attempts: number;
   backoff: Required<TaskBackoff>;
   timeoutMs: number | null;
+  hardTimeoutMs: number | null;
+  /** `true`: the worker's default kind; `false`: never (even under `--isolation`); `null`: as the worker says. */
+  isolated: IsolationKind | boolean | null;
   queue: string | null;
   rateLimit: TaskRateLimit | null;
 }
@@ -81,6 +107,8 @@ export interface ResolvedTask {
 export interface TaskSet {
   readonly kind: 'taskline.tasks';
   readonly tasks: ReadonlyMap<string, ResolvedTask>;
+  /** The module the tasks were loaded from (set by `loadTaskModule` / `--tasks`): isolated runners load it too. */
+  readonly module?: string;
 }
 
 export const DEFAULT_BACKOFF: Required<TaskBackoff> = { type: 'exponential', delayMs: 1000, maxDelayMs: 3_600_000 };
@@ -117,7 +145,7 @@ function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
   if (def === null || typeof def !== 'object' || typeof def.run !== 'function') {
     throw invalid(name, 'run', 'must be a function (data, ctx) => result.');
   }
-  const known = new Set(['run', 'attempts', 'backoff', 'timeoutMs', 'queue', 'rateLimit']);
+  const known = new Set(['run', 'attempts', 'backoff', 'timeoutMs', 'hardTimeoutMs', 'isolated', 'queue', 'rateLimit']);
   for (const key of Object.keys(def)) {
     if (!known.has(key)) throw invalid(name, key, `is not a task option; use one of ${[...known].join(', ')}.`);
   }
@@ -136,12 +164,23 @@ function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
       durationMs: positiveInt(name, 'rateLimit.durationMs', def.rateLimit?.durationMs, 86_400_000),
     };
   }
+  const timeoutMs = def.timeoutMs === undefined ? null : positiveInt(name, 'timeoutMs', def.timeoutMs, 2_147_483_647);
+  const hardTimeoutMs = def.hardTimeoutMs === undefined ? null : positiveInt(name, 'hardTimeoutMs', def.hardTimeoutMs, 2_147_483_647);
+  if (hardTimeoutMs !== null && timeoutMs !== null && hardTimeoutMs < timeoutMs) {
+    throw invalid(name, 'hardTimeoutMs', `(${hardTimeoutMs}) is below timeoutMs (${timeoutMs}); the hard limit kills after the soft one, so raise it.`);
+  }
+  const isolated = def.isolated;
+  if (isolated !== undefined && typeof isolated !== 'boolean' && isolated !== 'process' && isolated !== 'thread') {
+    throw invalid(name, 'isolated', `must be true, false, "process" or "thread", got ${JSON.stringify(isolated)}.`);
+  }
   return {
     name,
     run: def.run as TaskHandler,
     attempts: def.attempts === undefined ? 1 : positiveInt(name, 'attempts', def.attempts, 1000),
     backoff: resolveBackoff(name, def.backoff),
-    timeoutMs: def.timeoutMs === undefined ? null : positiveInt(name, 'timeoutMs', def.timeoutMs, 2_147_483_647),
+    timeoutMs,
+    hardTimeoutMs,
+    isolated: isolated ?? null,
     queue,
     rateLimit,
   };

@@ -14,6 +14,8 @@ import { tasklineBackoffStrategy } from './backoff.js';
 import { JobRevokedError, WorkerShutdownError } from './errors.js';
 import type { Abortable } from './attempt-abort.js';
 import { FailedSweeper } from './failed-sweeper.js';
+import { HandlerPool } from './isolation/handler-pool.js';
+import type { IsolationKind } from './tasks.js';
 import { createJobProcessor } from './job-runner.js';
 import { RevokedJobs } from './revoked-jobs.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
@@ -61,6 +63,7 @@ export class TasklineWorker {
   #closePromise: Promise<CloseOutcome> | null = null;
   #forceRequested = false;
   readonly #errors: RateLimitedLog;
+  readonly #pools = new Map<IsolationKind, HandlerPool>();
   #force: () => void = () => {
     this.#forceRequested = true;
   };
@@ -120,6 +123,12 @@ export class TasklineWorker {
     );
     await revoked.resync();
     await new QueueRegistry(o.prefix).register(this.connections.broker.client(), o.queues);
+    for (const task of o.tasks.tasks.values()) {
+      const routed = o.routes.queueFor(task.name);
+      if (task.queue !== null && routed !== null && routed !== task.queue) {
+        o.logger.warn('A task declares a queue its route disagrees with; producers follow the route', { task: task.name, declared: task.queue, routedTo: routed });
+      }
+    }
     const rateLimiter = new TaskRateLimiter(o.prefix);
     const workerId = `${hostname()}:${process.pid}`;
     for (const queue of o.queues) {
@@ -139,6 +148,10 @@ export class TasklineWorker {
         startedDelayMs: o.startedDelayMs,
         maxResultBytes: o.maxResultBytes,
         progressIntervalMs: o.progressIntervalMs,
+        routes: o.routes,
+        isolationOf: o.isolationOf,
+        pool: kind => this.#pool(kind),
+        killGraceMs: o.killGraceMs,
       });
       const worker = new Worker(queue, processor, {
         connection,
@@ -179,6 +192,16 @@ export class TasklineWorker {
     this.#state = 'ready';
     this.#metrics.ready.set(1);
     o.logger.info('Worker ready', { queues: o.queues, concurrency: o.concurrency });
+  }
+
+  /** The runners of isolated handlers, made on first use. */
+  #pool(kind: IsolationKind): HandlerPool {
+    let pool = this.#pools.get(kind);
+    if (!pool) {
+      pool = new HandlerPool({ kind, size: this.options.isolatedPoolSize, modulePath: this.options.tasksModule ?? '', logger: this.options.logger });
+      this.#pools.set(kind, pool);
+    }
+    return pool;
   }
 
   /** A BullMQ Queue handle on the shared connection (queue depths, the failed-job sweeper). */
@@ -272,6 +295,9 @@ export class TasklineWorker {
       if ((await withTimeout(drained, FORCE_CLOSE_MS)) === 'timeout') o.logger.warn('BullMQ did not close in time; cutting the connections');
     }
     const steps: Array<[string, () => unknown]> = [
+      ['isolated runners', () => {
+        for (const pool of this.#pools.values()) pool.close();
+      }],
       ...this.#cleanups.map((fn, i) => [`cleanup ${i}`, fn] as [string, () => unknown]),
       ['result backend', () => this.#results?.close()],
       ...[...(this.#queues?.values() ?? [])].map(q => ['metrics queue', () => withTimeout(q.close(), 2000)] as [string, () => unknown]),
