@@ -57,6 +57,8 @@ export interface ResolvedSchedulerOptions {
   statsIntervalMs: number;
   logger: Logger | null;
   registry: Registry | null;
+  /** The environment the connections are resolved from. */
+  env: Record<string, string | undefined>;
 }
 
 export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSchedulerOptions {
@@ -82,5 +84,6 @@ export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSche
     statsIntervalMs: pick('TASKLINE_BEAT_STATS_MS', options.statsIntervalMs, 5_000, { min: 50, max: 3_600_000 }),
     logger: options.logger ?? null,
     registry: options.registry ?? null,
+    env,
   };
 }

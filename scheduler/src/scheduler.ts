@@ -59,7 +59,7 @@ class BeatScheduler implements Scheduler {
     this.#ownsConnections = this.#options.connections === null;
     this.connections =
       this.#options.connections ??
-      createConnections({ options: this.#options.connection, role: 'scheduler', component: 'scheduler', logger: this.#logger, ...(this.#options.registry ? { registry: this.#options.registry } : {}) });
+      createConnections({ options: this.#options.connection, env: this.#options.env, role: 'scheduler', component: 'scheduler', logger: this.#logger, ...(this.#options.registry ? { registry: this.#options.registry } : {}) });
     this.metrics = new BeatMetrics(this.#options.registry ?? this.connections.registry);
   }
 

@@ -18,6 +18,8 @@ export interface CreateConnectionsOptions {
   registry?: Registry;
   /** How long `close()` lets QUIT finish before cutting sockets. @defaultValue `2000` */
   closeGraceMs?: number;
+  /** The environment unresolved `options` are layered over. @defaultValue `process.env` */
+  env?: Record<string, string | undefined>;
 }
 
 export interface HealthReport {
@@ -51,7 +53,7 @@ export class TasklineConnections {
   readonly #closeGraceMs: number;
 
   constructor(init: CreateConnectionsOptions = {}) {
-    this.options = isResolved(init.options) ? init.options : resolveConnectionOptions(init.options);
+    this.options = isResolved(init.options) ? init.options : resolveConnectionOptions(init.options, init.env);
     this.role = init.role ?? 'producer';
     this.logger = init.logger ?? createSilentLogger();
     this.registry = init.registry ?? createMetricsRegistry();

@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { createConnections, resolveConnectionOptions, type JobResultRecord, type TasklineConnections } from '@taskline/shared';
 import { createProducer, type EnqueueOptions, type Producer } from '@taskline/producer';
@@ -119,5 +122,49 @@ export async function until(check: () => boolean | Promise<boolean>, timeoutMs =
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise(resolve => setTimeout(resolve, 25));
+  }
+}
+
+const WORKER_BIN = fileURLToPath(new URL('../../worker/bin/taskline-worker.js', import.meta.url));
+const MODEL_TASKS = fileURLToPath(new URL('./fixtures/model-tasks.ts', import.meta.url));
+
+function rssMb(pid: number): number {
+  const match = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Math.round(Number(match?.[1] ?? 0) / 1024);
+}
+
+/**
+ * Runs isolated busy loops killed at their hard limit through a worker process (the bin), and
+ * reads the worker's RSS after a warm-up and after `jobs` more kills.
+ */
+export async function isolatedKillRss(
+  redis: RedisPair,
+  prefix: string,
+  size: { warmUp: number; jobs: number },
+): Promise<{ before: number; after: number; records: JobResultRecord[] }> {
+  const child = spawn(process.execPath, [WORKER_BIN, 'start', '--tasks', MODEL_TASKS, '--metrics-port', '0', '--concurrency', '4'], {
+    env: { PATH: process.env['PATH'] ?? '', ...redis.env, TASKLINE_PREFIX: prefix, LOG_FORMAT: 'json', LOG_LEVEL: 'error', TASKLINE_ISOLATED_POOL_SIZE: '4' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  child.stdout.on('data', (c: Buffer) => output.push(c.toString()));
+  child.stderr.on('data', (c: Buffer) => output.push(c.toString()));
+  const exited = new Promise(resolve => child.once('exit', resolve));
+  const producer = client(redis.env, prefix);
+  try {
+    const batch = async (n: number): Promise<JobResultRecord[]> => {
+      const ids = (await producer.producer.enqueueBulk(Array.from({ length: n }, () => ({ task: 'spin-thread', data: { ms: 5000 } })))).map(r => r.id);
+      return Promise.all(ids.map(id => producer.waitFor(id, 600_000)));
+    };
+    await batch(size.warmUp);
+    const before = rssMb(child.pid ?? 0);
+    const records = await batch(size.jobs);
+    const after = rssMb(child.pid ?? 0);
+    console.log(`      worker RSS after ${size.warmUp} warm-up kills ${before} MB, after ${size.jobs} more ${after} MB`);
+    if (/Uncaught|unhandled/i.test(output.join(''))) throw new Error(`the worker logged an uncaught error:\n${output.join('')}`);
+    return { before, after, records };
+  } finally {
+    child.kill('SIGTERM');
+    await exited;
   }
 }

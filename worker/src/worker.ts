@@ -129,6 +129,10 @@ export class TasklineWorker {
         o.logger.warn('A task declares a queue its route disagrees with; producers follow the route', { task: task.name, declared: task.queue, routedTo: routed });
       }
     }
+    // Runners load the tasks module in a second or two: start them now, not at the first job, and
+    // fail the start if they cannot load it.
+    const kinds = new Set([...o.tasks.tasks.values()].map(task => o.isolationOf(task)).filter(k => k !== null));
+    await Promise.all([...kinds].map(kind => this.#pool(kind).warm()));
     const rateLimiter = new TaskRateLimiter(o.prefix);
     const workerId = `${hostname()}:${process.pid}`;
     for (const queue of o.queues) {

@@ -63,7 +63,7 @@ export class HandlerPool {
   readonly #o: HandlerPoolOptions;
   readonly #runners = new Set<Runner>();
   readonly #idle: Runner[] = [];
-  readonly #waiting: Array<(runner: Runner) => void> = [];
+  readonly #waiting: Array<{ resolve: (runner: Runner) => void; reject: (err: Error) => void }> = [];
   #sequence = 0;
   #closed = false;
   /** Runners killed at a limit (metric source). */
@@ -126,6 +126,16 @@ export class HandlerPool {
     });
   }
 
+  /**
+   * Starts every runner now, so the first isolated jobs do not wait for a runner to load the tasks
+   * module; resolves once they are all ready, rejects if one cannot load it.
+   */
+  async warm(): Promise<void> {
+    const starting: Array<Promise<void>> = [];
+    while (!this.#closed && this.#runners.size < this.#o.size) starting.push(this.#spawn().ready);
+    await Promise.all(starting);
+  }
+
   async #acquire(): Promise<Runner> {
     if (this.#closed) throw new IsolatedRunnerError('The isolated runners are closed (the worker is shutting down).');
     const idle = this.#idle.pop();
@@ -133,24 +143,18 @@ export class HandlerPool {
       idle.busy = true;
       return idle;
     }
-    if (this.#runners.size < this.#o.size) {
-      const runner = this.#spawn();
-      runner.busy = true;
-      try {
-        await runner.ready;
-      } catch (err) {
-        this.#kill(runner);
-        throw err;
-      }
-      return runner;
-    }
-    return new Promise<Runner>(resolve => this.#waiting.push(resolve));
+    if (this.#runners.size < this.#o.size) this.#spawn();
+    return new Promise<Runner>((resolve, reject) => this.#waiting.push({ resolve, reject }));
   }
 
+  /** A runner is free (ready, or done with a job): the next waiting request gets it. */
   #release(runner: Runner): void {
-    if (runner.dead) return this.#replaceForWaiter();
+    if (runner.dead) return;
     const next = this.#waiting.shift();
-    if (next) return next(runner);
+    if (next) {
+      runner.busy = true;
+      return next.resolve(runner);
+    }
     runner.busy = false;
     this.#idle.push(runner);
   }
@@ -158,7 +162,8 @@ export class HandlerPool {
   #kill(runner: Runner): void {
     runner.kill();
     this.#forget(runner);
-    this.#replaceForWaiter();
+    // Keep the pool warm: the replacement starts loading now, not when the next job arrives.
+    if (!this.#closed) this.#spawn();
   }
 
   #forget(runner: Runner): void {
@@ -168,27 +173,26 @@ export class HandlerPool {
     if (i >= 0) this.#idle.splice(i, 1);
   }
 
-  /** A runner went away: a waiting request gets a fresh one. */
-  #replaceForWaiter(): void {
-    const next = this.#waiting.shift();
-    if (!next || this.#closed) return;
-    const runner = this.#spawn();
-    runner.busy = true;
-    runner.ready.then(
-      () => next(runner),
-      () => {
-        this.#kill(runner);
-        this.#waiting.unshift(next);
-      },
-    );
-  }
-
   #spawn(): Runner {
     const runner = this.#o.kind === 'thread' ? this.#spawnThread() : this.#spawnProcess();
     this.#runners.add(runner);
+    runner.ready.then(
+      () => this.#release(runner),
+      (err: unknown) => {
+        if (this.#closed) return;
+        // A runner that cannot load the tasks module fails the request waiting for it (and is not retried forever).
+        this.#o.logger.error('An isolated runner failed to start', { error: err });
+        this.#forget(runner);
+        runner.kill();
+        this.#waiting.shift()?.reject(err instanceof Error ? err : new IsolatedRunnerError(String(err)));
+      },
+    );
     void runner.gone.then(why => {
-      if (!runner.dead) this.#o.logger.warn('An isolated runner exited', { why });
+      if (runner.dead) return;
+      // It crashed or exited on its own (a handler called process.exit, ran out of memory...).
+      this.#o.logger.warn('An isolated runner exited; starting another', { why });
       this.#forget(runner);
+      if (!this.#closed) this.#spawn();
     });
     return runner;
   }
@@ -280,5 +284,6 @@ export class HandlerPool {
     }
     this.#runners.clear();
     this.#idle.length = 0;
+    for (const waiter of this.#waiting.splice(0)) waiter.reject(new IsolatedRunnerError('The isolated runners are closed (the worker is shutting down).'));
   }
 }
