@@ -49,6 +49,10 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /** The module's tasks, limited to `names` (a worker then warms isolated runners only for those it needs). */
+  const only = (...names: string[]): TaskSet =>
+    Object.freeze({ kind: tasks.kind, module: tasks.module, tasks: new Map([...tasks.tasks].filter(([name]) => names.includes(name))) });
+
   const runsOf = (id: string): string[][] =>
     readFileSync(runLog, 'utf8')
       .split('\n')
@@ -57,7 +61,7 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
 
   describe('task defaults apply', function () {
     it('a task with attempts: 5 and no enqueue options is tried 5 times, with its own backoff', async function () {
-      await startWorker({ tasks, env: redis.env, prefix });
+      await startWorker({ tasks: only('always-fails'), env: redis.env, prefix });
       const producer = client(redis.env, prefix);
       const id = await producer.enqueue('always-fails', {});
       const record = await producer.waitFor(id, 30_000);
@@ -70,7 +74,7 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
     });
 
     it('a job\'s timeoutMs can lower the task\'s limit but never raise it, on every attempt; the record shows the limit in force', async function () {
-      await startWorker({ tasks, env: redis.env, prefix });
+      await startWorker({ tasks: only('limited-sleep'), env: redis.env, prefix });
       const producer = client(redis.env, prefix);
       const started = Date.now();
       const raised = await producer.enqueue('limited-sleep', { ms: 3000 }, { timeoutMs: 86_400_000 });
@@ -90,7 +94,7 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
 
     it('send a task to its queue from the library, the HTTP API, the CLI and the beat', async function () {
       const env = { ...redis.env, TASKLINE_ROUTES: routes };
-      await startWorker({ tasks, env, prefix });
+      await startWorker({ tasks: only('echo', 'reports.daily'), env, prefix });
       const producer = client(env, prefix);
       // Library
       const viaLibrary = await producer.enqueue('reports.daily', {});
@@ -131,7 +135,7 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
 
     it('a worker warns once when it consumes a task from a queue its routes do not send it to', async function () {
       const { logger, lines } = captureLogs('worker');
-      await startWorker({ tasks, env: { ...redis.env, TASKLINE_ROUTES: routes }, prefix, queues: ['default'], logger });
+      await startWorker({ tasks: only('echo'), env: { ...redis.env, TASKLINE_ROUTES: routes }, prefix, queues: ['default'], logger });
       const producer = client(redis.env, prefix); // this caller has no routes: echo goes to default
       const ids = await Promise.all([1, 2, 3].map(n => producer.enqueue('echo', { n })));
       for (const id of ids) expect((await producer.waitFor(id)).state).to.equal('SUCCESS');
@@ -149,7 +153,7 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
 
   describe('isolated handlers and hard time limits', function () {
     it('an isolated busy loop with a 1 s hard limit ends FAILURE TimeLimitError within 2 s while the worker keeps finishing other jobs', async function () {
-      await startWorker({ tasks, env: redis.env, prefix, concurrency: 4 });
+      await startWorker({ tasks: only('spin', 'echo'), env: redis.env, prefix, concurrency: 4 });
       const producer = client(redis.env, prefix);
       const spin = await producer.enqueue('spin', { ms: 10_000 });
       await until(() => runsOf(spin).length === 1, 15_000, 'the spin handler started');
@@ -169,8 +173,8 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
 
     it('an isolated CPU-bound handler longer than the lock runs once with two workers (the lock keeps being renewed)', async function () {
       const settings = { lockDurationMs: 1000, stalledIntervalMs: 500 };
-      await startWorker({ tasks, env: redis.env, prefix, concurrency: 2, ...settings });
-      await startWorker({ tasks, env: redis.env, prefix, concurrency: 2, ...settings });
+      await startWorker({ tasks: only('long-spin'), env: redis.env, prefix, concurrency: 2, ...settings });
+      await startWorker({ tasks: only('long-spin'), env: redis.env, prefix, concurrency: 2, ...settings });
       const producer = client(redis.env, prefix);
       const id = await producer.enqueue('long-spin', { ms: 3000 });
       const record = await producer.waitFor(id, 30_000);
@@ -185,6 +189,23 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
       expect(after - before, `RSS ${before} → ${after} MB`).to.be.below(40);
     });
 
+    it('an in-process handler that ignores its limit is reported and counted as active until it really ends', async function () {
+      const { logger, lines } = captureLogs('worker');
+      const worker = await startWorker({ tasks: only('ignores-signal'), env: redis.env, prefix, logger });
+      const producer = client(redis.env, prefix);
+      const id = await producer.enqueue('ignores-signal', {});
+      const record = await producer.waitFor(id);
+      expect(record.state).to.equal('FAILURE');
+      expect(record.error?.type).to.equal('TimeLimitError');
+      const metric = async (name: string): Promise<string> => (await worker.registry.getSingleMetricAsString(name)) ?? '';
+      expect(await metric('taskline_worker_overrunning_handlers')).to.match(/queue="default"} 1/);
+      expect(await metric('taskline_worker_active_jobs')).to.match(/queue="default"} 1/);
+      expect(lines.some(l => l.includes('still running after its attempt ended'))).to.equal(true);
+      await until(async () => /queue="default"} 0/.test(await metric('taskline_worker_overrunning_handlers')), 5000, 'the handler to end');
+      expect(await metric('taskline_worker_active_jobs')).to.match(/queue="default"} 0/);
+      expect((await producer.get(id))?.state, 'its late return changes nothing').to.equal('FAILURE');
+    });
+
     it('refuses isolated tasks whose module the runners cannot load', async function () {
       const { defineTasks, createWorker } = await import('@taskline/worker');
       const inline = defineTasks({ x: { run: () => 1, isolated: true } });
@@ -196,7 +217,7 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
   describe('progress reaches the caller', function () {
     for (const task of ['progress', 'progress-isolated'] as const) {
       it(`through the library (onProgress, watch), GET /api/v1/jobs/:id and the event stream (${task})`, async function () {
-        await startWorker({ tasks, env: redis.env, prefix, progressIntervalMs: 0 });
+        await startWorker({ tasks: only(task), env: redis.env, prefix, progressIntervalMs: 0 });
         const producer = client(redis.env, prefix);
         // waitForResult({ onProgress })
         const seen: unknown[] = [];

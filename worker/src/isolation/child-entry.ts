@@ -14,9 +14,10 @@ function channel(): { send: Send; onMessage: (handler: (message: ToChild) => voi
     const port = parentPort;
     return { send: m => port.postMessage(m), onMessage: h => port.on('message', h), modulePath: String((workerData as { modulePath: string }).modulePath) };
   }
-  if (typeof process.send === 'function' && process.env['TASKLINE_ISOLATED_MODULE']) {
+  const modulePath = process.argv[2];
+  if (typeof process.send === 'function' && modulePath) {
     const send = process.send.bind(process);
-    return { send: m => void send(m), onMessage: h => process.on('message', h as (m: unknown) => void), modulePath: process.env['TASKLINE_ISOLATED_MODULE'] };
+    return { send: m => void send(m), onMessage: h => process.on('message', h as (m: unknown) => void), modulePath };
   }
   return null;
 }

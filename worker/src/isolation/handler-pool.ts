@@ -204,8 +204,7 @@ export class HandlerPool {
   }
 
   #spawnProcess(): Runner {
-    const child: ChildProcess = fork(ENTRY, [], {
-      env: { ...process.env, TASKLINE_ISOLATED_MODULE: this.#o.modulePath },
+    const child: ChildProcess = fork(ENTRY, [this.#o.modulePath], {
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
