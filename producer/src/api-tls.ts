@@ -37,7 +37,7 @@ export class ApiTlsFiles {
   #stat(): string {
     const files = [this.settings.certFile, this.settings.keyFile, this.settings.caFile];
     try {
-      return JSON.stringify(files.map(f => (f ? [statSync(f).mtimeMs, statSync(f).size] : null)));
+      return JSON.stringify(files.map(f => (f ? statSync(f) : null)).map(s => (s ? [s.mtimeMs, s.size] : null)));
     } catch {
       return 'unreadable';
     }

@@ -45,12 +45,14 @@ export async function runHealthCheck(options: ConnectionOptions, out: (line: str
       options: { ...options, healthCheckIntervalMs: 0 },
       role: 'cli',
       component: 'health',
-      logger: createLogger({ component: 'health', level: process.env['LOG_LEVEL'] ?? 'warn' }),
+      logger: createLogger({ component: 'health', level: process.env['LOG_LEVEL'] ?? 'error' }),
     });
   } catch (err) {
     out(`FAIL configuration: ${err instanceof Error ? err.message : String(err)}`);
     return err instanceof ConfigError ? 2 : 1;
   }
+  // Start-up warnings (plaintext, a password on the command line) are news to whoever runs this.
+  for (const warning of connections.options.warnings) console.error(`WARN ${warning}`);
   try {
     const report = await connections.checkHealth();
     out(formatHealthReport(report));

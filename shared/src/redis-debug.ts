@@ -24,13 +24,18 @@ const secrets = new Set<string>();
 let installed = false;
 let warned = false;
 
+let debugModule: DebugModule | null | undefined;
+
 function ioredisDebug(): DebugModule | null {
-  try {
-    const require = createRequire(import.meta.url);
-    return createRequire(require.resolve('ioredis'))('debug') as DebugModule;
-  } catch {
-    return null; // ioredis without `debug`: it cannot print anything
+  if (debugModule === undefined) {
+    try {
+      const require = createRequire(import.meta.url);
+      debugModule = createRequire(require.resolve('ioredis'))('debug') as DebugModule;
+    } catch {
+      debugModule = null; // ioredis without `debug`: it cannot print anything
+    }
   }
+  return debugModule;
 }
 
 export function redactDebugLine(line: string): string {

@@ -49,7 +49,7 @@ describe('security: passwords in argv and in debug output (issue 11, finding 10)
     const broker = await run('producer', ['health', '--redis-url', url], env);
     expect(broker.code, broker.stdout + broker.stderr).to.equal(0);
     expect(broker.stdout).to.match(/^ok +broker/m);
-    expect(broker.stderr).to.match(/"level":"warn","message":"--redis-url carries a password, which every user of this host can read in the process list \(ps, \/proc\/<pid>\/cmdline\); put the password in REDIS_PASSWORD_FILE \(or REDIS_PASSWORD\) and drop it from the URL \(the user name may stay\)\. Production refuses this\."/);
+    expect(broker.stderr).to.match(/^WARN --redis-url carries a password, which every user of this host can read in the process list \(ps, \/proc\/<pid>\/cmdline\); put the password in REDIS_PASSWORD_FILE \(or REDIS_PASSWORD\) and drop it from the URL \(the user name may stay\)\. Production refuses this\.$/m);
     noPassword(broker, 'health --redis-url');
     const backend = await run('producer', ['health', '--result-redis-url', url], { ...env, REDIS_URL: `rediss://producer@127.0.0.1:${server.port}/0`, REDIS_PASSWORD: PASSWORD });
     expect(backend.code, backend.stdout + backend.stderr).to.equal(0);
