@@ -9,12 +9,15 @@ usage() {
   cat <<EOF
 Usage: $PROG [options]
 
-Makes a CA (ca.crt, ca.key), a server certificate (server.crt, server.key) and a
-client certificate (client.crt, client.key). Key files are written with mode 600.
+Makes a CA (ca.crt, and its key ca-private/ca.key), a server certificate (server.crt,
+server.key) and a client certificate (client.crt, client.key). Key files are written with
+mode 600. The CA key goes into its own directory (mode 700), never beside the files servers
+and clients mount: only the machine that signs certificates needs it.
 Existing files are never overwritten unless --force is given.
 
 Options:
   --out DIR             output directory (default: certs/dev, created if missing)
+  --ca-dir DIR          where a new CA's private key goes (default: OUT/ca-private)
   --days N              validity in days (default: 365)
   --key-type rsa|ec     rsa = RSA 2048 (default), ec = ECDSA P-256
   --server-cn NAME      server certificate common name (default: localhost)
@@ -38,7 +41,7 @@ Options:
 Examples:
   $PROG                                         # dev certificates in certs/dev
   $PROG --out /srv/tls --san DNS:redis.internal --key-type ec
-  $PROG --out certs/dev --ca-cert certs/dev/ca.crt --ca-key certs/dev/ca.key --prefix next
+  $PROG --out certs/dev --ca-cert certs/dev/ca.crt --ca-key certs/dev/ca-private/ca.key --prefix next
 EOF
 }
 
@@ -52,6 +55,7 @@ need_value() {
 }
 
 OUT=certs/dev
+CA_DIR=""
 DAYS=365
 KEY_TYPE=rsa
 SERVER_CN=localhost
@@ -71,6 +75,7 @@ FORCE=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --out) need_value "$@"; OUT=$2; shift 2 ;;
+    --ca-dir) need_value "$@"; CA_DIR=$2; shift 2 ;;
     --days) need_value "$@"; DAYS=$2; shift 2 ;;
     --key-type) need_value "$@"; KEY_TYPE=$2; shift 2 ;;
     --server-cn) need_value "$@"; SERVER_CN=$2; shift 2 ;;
@@ -121,15 +126,20 @@ SAN_LIST=$(IFS=,; echo "${SANS[*]+"${SANS[*]}"}")
 # ---- plan the output files and refuse to overwrite ------------------------------------------
 MAKE_CA=0
 [[ -z "$CA_CERT" && $SELF_SIGNED -eq 0 ]] && MAKE_CA=1
+CA_DIR=${CA_DIR:-$OUT/ca-private}
 OUTPUTS=()
-[[ $MAKE_CA -eq 1 ]] && OUTPUTS+=(ca.crt ca.key)
+[[ $MAKE_CA -eq 1 ]] && OUTPUTS+=(ca.crt)
 [[ $MAKE_SERVER -eq 1 ]] && OUTPUTS+=(server.crt server.key)
 [[ $MAKE_CLIENT -eq 1 ]] && OUTPUTS+=(client.crt client.key)
+# where each file goes: the CA key alone in CA_DIR
+target_of() {
+  if [[ "$1" == ca.key ]]; then echo "$CA_DIR/$PREFIX$1"; else echo "$OUT/$PREFIX$1"; fi
+}
 
 mkdir -p "$OUT"
 if [[ $FORCE -eq 0 ]]; then
-  for name in "${OUTPUTS[@]}"; do
-    target="$OUT/$PREFIX$name"
+  for name in "${OUTPUTS[@]}" $([[ $MAKE_CA -eq 1 ]] && echo ca.key); do
+    target=$(target_of "$name")
     if [[ -e "$target" ]]; then
       die "refusing to overwrite existing file $target (use --force to replace it)"
     fi
@@ -270,8 +280,17 @@ if [[ $MAKE_CLIENT -eq 1 ]]; then
 fi
 
 # ---- install --------------------------------------------------------------------------------
+if [[ $MAKE_CA -eq 1 ]]; then
+  # The CA key first, into a directory only its owner can enter, so it is never left beside
+  # the certificates that get mounted into servers and containers.
+  (umask 077 && mkdir -p "$CA_DIR")
+  chmod 700 "$CA_DIR"
+  chmod 600 "$WORK/ca.key"
+  mv -f "$WORK/ca.key" "$(target_of ca.key)"
+  echo "wrote $(target_of ca.key) (the CA's private key: keep it off servers and containers)"
+fi
 for name in "${OUTPUTS[@]}"; do
   case "$name" in *.key) chmod 600 "$WORK/$name" ;; *) chmod 644 "$WORK/$name" ;; esac
-  mv -f "$WORK/$name" "$OUT/$PREFIX$name"
-  echo "wrote $OUT/$PREFIX$name"
+  mv -f "$WORK/$name" "$(target_of "$name")"
+  echo "wrote $(target_of "$name")"
 done

@@ -15,8 +15,9 @@ Rotates the certificates in one live directory (ca.crt, server.crt/.key, client.
 files Redis' tls-*-file settings and taskline's REDIS_CA_CERT / REDIS_CLIENT_CERT / REDIS_CLIENT_KEY
 (and RESULT_REDIS_*) name). Run the commands in this order, checking jobs still flow after each:
 
-  issue        make the new files beside the live ones: NAME-ca.crt/.key (new CA, or a copy of
-               the current CA with --same-ca), NAME-server.crt/.key, NAME-client.crt/.key
+  issue        make the new files beside the live ones: NAME-ca.crt (new CA, its key in the CA
+               directory, or a copy of the current CA with --same-ca), NAME-server.crt/.key,
+               NAME-client.crt/.key
   trust-both   ca.crt := old CA + new CA (old one kept as previous-ca.crt); servers reload
                tls-ca-cert-file. taskline re-reads its CA file at every new connection and
                reconnect, so clients trust both CAs from then on, servers accept both.
@@ -24,13 +25,16 @@ files Redis' tls-*-file settings and taskline's REDIS_CA_CERT / REDIS_CLIENT_CER
                tls-cert-file and tls-key-file. Refused unless ca.crt trusts the new certificate.
   roll-client  client.crt/.key := the new pair (old kept as previous-client.*). Processes use
                them from their next connection; nothing restarts.
-  drop-old-ca  once every process has reconnected: ca.crt := new CA only, ca.key := new key;
-               servers reload tls-ca-cert-file; previous-* files move to retired-<time>/.
+  drop-old-ca  once every process has reconnected: ca.crt := new CA only, the CA directory's
+               ca.key := the new key (the old one moves to CA-DIR/retired-<time>/); servers
+               reload tls-ca-cert-file; previous-* files move to retired-<time>/.
                Refused unless server.crt and client.crt are both issued by the new CA.
   plan         print the whole procedure for these options; change nothing
 
 Options:
   --dir DIR             the live certificate directory (default: certs/prod)
+  --ca-dir DIR          where the CA's private key is kept, never mounted into servers or
+                        containers (default: DIR/ca-private, as certs/generate-certs.sh writes it)
   --prefix NAME         name of the new files (default: next)
   --same-ca             issue: sign with the current CA (a renewal, no CA change)
   --days N              issue: validity of the new certificates (default: 365)
@@ -74,6 +78,7 @@ need_value() {
 
 COMMAND=""
 DIR=certs/prod
+CA_DIR=""
 NAME=next
 SAME_CA=0
 GEN_ARGS=()
@@ -94,6 +99,7 @@ while [[ $# -gt 0 ]]; do
       [[ -z "$COMMAND" ]] || die "give one command, got '$COMMAND' and '$1'"
       COMMAND=$1; shift ;;
     --dir) need_value "$@"; DIR=$2; shift 2 ;;
+    --ca-dir) need_value "$@"; CA_DIR=$2; shift 2 ;;
     --prefix) need_value "$@"; NAME=$2; shift 2 ;;
     --same-ca) SAME_CA=1; shift ;;
     --days|--key-type|--san|--server-cn|--client-cn) need_value "$@"; GEN_ARGS+=("$1" "$2"); shift 2 ;;
@@ -118,6 +124,7 @@ done
 [[ "$NAME" != previous && "$NAME" != retired ]] || die "--prefix '$NAME' is reserved; pick another"
 [[ -d "$DIR" ]] || die "--dir '$DIR' is not a directory; point it at the live certificate directory"
 DIR=$(cd "$DIR" && pwd)
+CA_DIR=${CA_DIR:-$DIR/ca-private}
 SERVER_TLS_DIR=${SERVER_TLS_DIR:-$DIR}
 # redis-cli sees the files where the servers do when it runs elsewhere (--redis-cli).
 CLI_DIR=$DIR
@@ -140,7 +147,7 @@ for server in "${SERVERS[@]+"${SERVERS[@]}"}"; do
 done
 
 NEW_CA="$DIR/$NAME-ca.crt"
-NEW_CA_KEY="$DIR/$NAME-ca.key"
+NEW_CA_KEY="$CA_DIR/$NAME-ca.key"
 NEW_SERVER="$DIR/$NAME-server"
 NEW_CLIENT="$DIR/$NAME-client"
 
@@ -159,21 +166,39 @@ need_file() {
 }
 
 # install SRC DEST: replace DEST atomically (copy beside it, keep its mode and group, rename).
+# A key file is never readable by others: a new one is 600, a replaced one keeps its owner's and
+# group's access (e.g. 640 for the containers' group, compose/README.md) without the others' bits.
 install_file() {
   local src=$1 dest=$2 tmp
   if [[ $DRY_RUN -eq 1 ]]; then
     echo "would replace $dest with $src"
     return
   fi
-  tmp=$(mktemp "$dest.XXXXXX")
+  tmp=$(umask 077 && mktemp "$dest.XXXXXX")
   cat "$src" >"$tmp"
   if [[ -e "$dest" ]]; then
     chmod --reference="$dest" "$tmp" 2>/dev/null || chmod 600 "$tmp"
     chgrp --reference="$dest" "$tmp" 2>/dev/null || true
+    [[ "$dest" != *.key ]] || chmod o-rwx "$tmp"
+  elif [[ "$dest" == *.key ]]; then
+    chmod 600 "$tmp"
   else
     chmod 644 "$tmp"
   fi
   mv -f "$tmp" "$dest"
+}
+
+# The CA key of the live CA: in the CA directory, or (layout before the CA directory) beside
+# the certificates, where it must not stay.
+live_ca_key() {
+  if [[ -e "$CA_DIR/ca.key" ]]; then echo "$CA_DIR/ca.key"
+  elif [[ -e "$DIR/ca.key" ]]; then echo "$DIR/ca.key"
+  fi
+}
+
+warn_legacy_ca_key() {
+  [[ -e "$DIR/ca.key" ]] || return 0
+  say "WARNING: $DIR/ca.key is the CA's private key in the directory servers and containers mount; move it out: (umask 077 && mkdir -p $CA_DIR) && mv $DIR/ca.key $CA_DIR/ca.key"
 }
 
 # keep FILE NAME: copy FILE to previous-NAME once (a re-run keeps the first copy).
@@ -181,6 +206,7 @@ keep() {
   local src=$1 dest="$DIR/previous-$2"
   [[ -e "$src" && ! -e "$dest" ]] || return 0
   run cp -p "$src" "$dest"
+  if [[ "$dest" == *.key ]]; then run chmod o-rwx "$dest"; fi
 }
 
 # The public key of a certificate and of a private key, to check that a pair belongs together.
@@ -251,14 +277,17 @@ cmd_issue() {
   for f in "$NEW_CA" "$NEW_SERVER.crt" "$NEW_CLIENT.crt" "$DIR/previous-ca.crt"; do
     [[ ! -e "$f" ]] || die "$f exists: a rotation is in progress; finish it (drop-old-ca) or remove the $NAME-* and previous-* files"
   done
+  warn_legacy_ca_key
   if [[ $SAME_CA -eq 1 ]]; then
     need_file "$DIR/ca.crt" "--same-ca signs with the live CA"
-    need_file "$DIR/ca.key" "--same-ca needs the CA's private key beside it"
-    run "$GENERATE" --out "$DIR" --prefix "$NAME" --ca-cert "$DIR/ca.crt" --ca-key "$DIR/ca.key" "${GEN_ARGS[@]+"${GEN_ARGS[@]}"}"
+    local key
+    key=$(live_ca_key)
+    need_file "${key:-$CA_DIR/ca.key}" "--same-ca needs the CA's private key (--ca-dir, default DIR/ca-private)"
+    run "$GENERATE" --out "$DIR" --prefix "$NAME" --ca-cert "$DIR/ca.crt" --ca-key "$key" "${GEN_ARGS[@]+"${GEN_ARGS[@]}"}"
     # The same CA under the new name, so the later steps are the same for both kinds of rotation.
     run cp "$DIR/ca.crt" "$NEW_CA"
   else
-    run "$GENERATE" --out "$DIR" --prefix "$NAME" "${GEN_ARGS[@]+"${GEN_ARGS[@]}"}"
+    run "$GENERATE" --out "$DIR" --ca-dir "$CA_DIR" --prefix "$NAME" "${GEN_ARGS[@]+"${GEN_ARGS[@]}"}"
   fi
   say "issued $NAME-* in $DIR; next: $PROG trust-both"
 }
@@ -324,12 +353,18 @@ cmd_drop_old_ca() {
   probe "$CLI_DIR/$NAME-ca.crt" "does not present a certificate from the new CA yet; run '$PROG roll-server' (with its CONFIG SET) first"
   install_file "$NEW_CA" "$DIR/ca.crt"
   reload tls-ca-cert-file "$(srv ca.crt)"
-  local retired
-  retired="$DIR/retired-$(date -u +%Y%m%dT%H%M%SZ)"
+  local retired stamp old_key
+  stamp=$(date -u +%Y%m%dT%H%M%SZ)
+  retired="$DIR/retired-$stamp"
   run mkdir -p "$retired"
   if [[ -e "$NEW_CA_KEY" ]]; then
-    [[ -e "$DIR/ca.key" ]] && run mv "$DIR/ca.key" "$retired/ca.key"
-    run mv "$NEW_CA_KEY" "$DIR/ca.key"
+    # The old CA key is retired inside the CA directory, never into the mounted one.
+    old_key=$(live_ca_key)
+    if [[ -n "$old_key" ]]; then
+      run mkdir -p -m 700 "$CA_DIR/retired-$stamp"
+      run mv "$old_key" "$CA_DIR/retired-$stamp/ca.key"
+    fi
+    run mv "$NEW_CA_KEY" "$CA_DIR/ca.key"
   fi
   run rm -f "$NEW_CA"
   for f in "$DIR"/previous-*; do

@@ -110,7 +110,7 @@ process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
 
 const [brokerPort, backendPort, apiPort, w1, w2, beat] = await Promise.all(Array.from({ length: 6 }, freePort));
-const token = randomBytes(16).toString('hex');
+const token = randomBytes(32).toString('hex');
 const tokenFile = join(dataDir, 'api-token');
 writeFileSync(tokenFile, token, { mode: 0o600 });
 const env = {
@@ -134,7 +134,7 @@ await Promise.all([
   waitHttp(`http://127.0.0.1:${w1}/readyz`),
   waitHttp(`http://127.0.0.1:${w2}/readyz`),
   waitHttp(`http://127.0.0.1:${beat}/healthz`),
-  waitHttp(`http://127.0.0.1:${apiPort}/api/v1/health`),
+  waitHttp(`http://127.0.0.1:${apiPort}/healthz`),
 ]);
 
 const producer = createProducer();
@@ -169,8 +169,8 @@ await producer.close();
 say(`
 taskline is running:
   HTTP API        http://127.0.0.1:${apiPort}/api/v1/jobs   (bearer token in ${tokenFile})
-  API health      http://127.0.0.1:${apiPort}/api/v1/health
-  metrics         http://127.0.0.1:${w1}/metrics  http://127.0.0.1:${w2}/metrics  http://127.0.0.1:${beat}/metrics  http://127.0.0.1:${apiPort}/metrics
+  API health      http://127.0.0.1:${apiPort}/healthz   (details, with the token: /api/v1/health)
+  metrics         http://127.0.0.1:${w1}/metrics  http://127.0.0.1:${w2}/metrics  http://127.0.0.1:${beat}/metrics  http://127.0.0.1:${apiPort}/metrics (token)
   try:            curl -s -H "Authorization: Bearer $(cat ${tokenFile})" -H 'content-type: application/json' \\
                     -d '{"task":"add","data":{"a":1,"b":2}}' http://127.0.0.1:${apiPort}/api/v1/jobs
 The beat enqueues "echo" every 10 s. Press Ctrl-C to stop everything.`);

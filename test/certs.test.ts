@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -70,10 +70,29 @@ describe('certs/generate-certs.sh', function () {
   });
 
   it('writes key files with mode 600', async function () {
-    for (const key of ['ca.key', 'server.key', 'client.key']) {
+    for (const key of ['ca-private/ca.key', 'server.key', 'client.key']) {
       const { mode } = await stat(path.join(dev, key));
       expect(mode & 0o777, key).to.equal(0o600);
     }
+  });
+
+  it('keeps the CA key out of the directory servers and containers mount (finding 1)', async function () {
+    // Everything a server or a client needs is in --out; the CA key is not, so mounting --out
+    // (or any file in it) never hands a container the key that signs certificates.
+    const names = await readdir(dev);
+    expect(names.filter(name => name.endsWith('.key')).sort()).to.deep.equal(['client.key', 'server.key']);
+    expect((await stat(path.join(dev, 'ca-private'))).mode & 0o777, 'ca-private/ mode').to.equal(0o700);
+    const key = await openssl('pkey', '-in', path.join(dev, 'ca-private', 'ca.key'), '-pubout');
+    const cert = await openssl('x509', '-in', path.join(dev, 'ca.crt'), '-noout', '-pubkey');
+    expect(key.stdout, 'ca-private/ca.key belongs to ca.crt').to.equal(cert.stdout).and.include('PUBLIC KEY');
+
+    const elsewhere = path.join(root, 'ca-elsewhere');
+    const keys = path.join(root, 'signing-machine');
+    const result = await generate('--out', elsewhere, '--ca-dir', keys, '--key-type', 'ec');
+    expect(result.code, result.stderr).to.equal(0);
+    expect((await readdir(elsewhere)).filter(name => name.includes('ca.key'))).to.deep.equal([]);
+    expect((await stat(path.join(keys, 'ca.key'))).mode & 0o777).to.equal(0o600);
+    expect((await stat(keys)).mode & 0o777).to.equal(0o700);
   });
 
   it('refuses to overwrite existing files unless --force is given', async function () {
@@ -115,7 +134,7 @@ describe('certs/generate-certs.sh', function () {
   it('issues new certificates from an existing CA beside the old ones (--ca-cert, --prefix)', async function () {
     const oldServer = await readFile(path.join(dev, 'server.crt'), 'utf8');
     const result = await generate('--out', dev, '--ca-cert', path.join(dev, 'ca.crt'),
-      '--ca-key', path.join(dev, 'ca.key'), '--prefix', 'next', '--key-type', 'ec');
+      '--ca-key', path.join(dev, 'ca-private', 'ca.key'), '--prefix', 'next', '--key-type', 'ec');
     expect(result.code, result.stderr).to.equal(0);
     const verify = await openssl('verify', '-CAfile', path.join(dev, 'ca.crt'),
       path.join(dev, 'next-server.crt'), path.join(dev, 'next-client.crt'));

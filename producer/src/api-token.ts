@@ -27,10 +27,36 @@ export function readApiToken(env: Record<string, string | undefined>): Secret | 
     if (!raw) throw new ConfigError('CONFIG_API_TOKEN_FILE', 'PRODUCER_API_TOKEN_FILE', `PRODUCER_API_TOKEN_FILE names "${file}", which is empty; put the token in it.`);
   }
   if (!raw) return null;
-  if (raw.length < 16) {
-    throw new ConfigError('CONFIG_API_TOKEN_WEAK', 'PRODUCER_API_TOKEN', 'The API token is shorter than 16 characters; use a long random one, e.g. `openssl rand -hex 32`.');
+  return checkApiToken(new Secret(raw), `PRODUCER_API_TOKEN${file ? '_FILE' : ''}`);
+}
+
+/** Shortest token accepted, and the fewest different characters in it. */
+export const MIN_TOKEN_LENGTH = 32;
+export const MIN_TOKEN_DISTINCT = 10;
+
+/**
+ * Refuses a token that is short, repetitive (`aaaa…`, `abab…`) or cannot travel in an
+ * `Authorization: Bearer` header (spaces, control or non-ASCII characters). The message says
+ * why without repeating the token.
+ */
+export function checkApiToken(token: Secret, variable: string): Secret {
+  const value = token.reveal();
+  const distinct = new Set(value).size;
+  const problem = !/^[\x21-\x7e]+$/.test(value)
+    ? 'it holds spaces, control or non-ASCII characters, which an "Authorization: Bearer" header cannot carry'
+    : value.length < MIN_TOKEN_LENGTH
+      ? `it is ${value.length} characters long`
+      : distinct < MIN_TOKEN_DISTINCT
+        ? `it uses only ${distinct} different character${distinct === 1 ? '' : 's'}`
+        : null;
+  if (problem) {
+    throw new ConfigError(
+      'CONFIG_API_TOKEN_WEAK',
+      variable,
+      `The API token in ${variable} is too weak: ${problem}; use at least ${MIN_TOKEN_LENGTH} visible ASCII characters with at least ${MIN_TOKEN_DISTINCT} different ones, e.g. the output of \`openssl rand -hex 32\`.`,
+    );
   }
-  return new Secret(raw);
+  return token;
 }
 
 const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();

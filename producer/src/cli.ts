@@ -6,6 +6,7 @@ import {
   connectionOptionsFromFlags,
   createLogger,
   healthCommand,
+  isJobId,
   withConnectionFlags,
   type Logger,
 } from '@taskline/shared';
@@ -57,6 +58,12 @@ function parseData(raw: string | undefined): unknown {
   } catch (err) {
     throw new UsageError(`--data is not valid JSON (${(err as Error).message}); pass a JSON value, e.g. --data '{"a": 1, "b": 2}'.`);
   }
+}
+
+/** An id that is not a job id never reaches Redis, where it could name a queue's own keys. */
+function notAJobId(id: string): number {
+  console.error(`"${id.slice(0, 80)}" is not a job id (ids are UUIDs or repeat:beat:<schedule>:<ms>); check the id.`);
+  return EXIT_FAILED;
 }
 
 const print = (value: unknown): void => console.log(typeof value === 'string' ? value : JSON.stringify(value, null, 2));
@@ -115,15 +122,21 @@ export function buildCli(args: string[]) {
       'Run the HTTP API (POST/GET/DELETE /api/v1/jobs, /api/v1/health, /metrics)',
       y =>
         y
-          .option('port', { type: 'number', describe: 'Port to listen on (env PORT)', default: undefined as number | undefined })
-          .option('host', { type: 'string', default: '0.0.0.0', describe: 'Address to bind' }),
+          .option('port', { type: 'number', describe: 'Port to listen on (env PORT, default 8000)', default: undefined as number | undefined })
+          .option('host', { type: 'string', describe: 'Address to bind (env PRODUCER_API_HOST, default 127.0.0.1; 0.0.0.0 for every interface)' }),
       async argv => {
         const token = readApiToken(process.env);
         const logger = loggerFor('serve', token ? [token.reveal()] : []);
         const producer = producerFrom(argv, logger);
         try {
           await producer.connect();
-          const server = await startApiServer({ producer, logger, token, host: argv.host, ...(argv.port !== undefined ? { port: argv.port } : {}) });
+          const server = await startApiServer({
+            producer,
+            logger,
+            token,
+            ...(argv.host !== undefined ? { host: argv.host } : {}),
+            ...(argv.port !== undefined ? { port: argv.port } : {}),
+          });
           await new Promise<void>(resolve => {
             const stop = (signal: string): void => {
               logger.info('Stopping the producer API', { signal });
@@ -186,6 +199,7 @@ export function buildCli(args: string[]) {
       y => y.positional('id', { type: 'string', demandOption: true, describe: 'Job id' }),
       argv =>
         withProducer(argv, 'result', async producer => {
+          if (!isJobId(argv.id)) return notAJobId(argv.id);
           const record = await producer.getResult(argv.id);
           if (!record) {
             console.error(`No job with id "${argv.id}" in the result backend; check the id (results expire after RESULT_EXPIRES seconds).`);
@@ -198,7 +212,11 @@ export function buildCli(args: string[]) {
       'revoke <id>',
       'Cancel a waiting or delayed job; signal a running one',
       y => y.positional('id', { type: 'string', demandOption: true, describe: 'Job id' }).option('reason', { type: 'string', default: 'revoked from the CLI' }),
-      argv => withProducer(argv, 'revoke', async producer => print(await producer.revoke(argv.id, argv.reason))),
+      argv =>
+        withProducer(argv, 'revoke', async producer => {
+          if (!isJobId(argv.id)) return notAJobId(argv.id);
+          print(await producer.revoke(argv.id, argv.reason));
+        }),
     )
     .command('inspect', 'Queue counts, failed jobs, pause/resume', y => inspectCommands(y as Argv<CommonArgs>))
     .command(healthCommand())

@@ -1,74 +1,24 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { ConfigError, ConnectionError, ResultTimeoutError, TasklineError, parseIntegerSetting, type JobResultRecord, type Logger, type Secret } from '@taskline/shared';
-import { bearerMatches, readApiToken } from './api-token.js';
-import { JobNotFoundError, JobStateError, PayloadTooLargeError, ValidationError } from './errors.js';
-import { BodyError, readJsonBody } from './http-body.js';
+import { isJobId, type HealthReport } from '@taskline/shared';
 import { EnqueueBulkError, type BulkJob } from './enqueue.js';
-import type { Producer } from './producer.js';
-
-export interface ApiServerOptions {
-  producer: Producer;
-  /** @defaultValue `8000` (env `PORT`) */
-  port?: number;
-  /** @defaultValue `0.0.0.0` */
-  host?: string;
-  /** The bearer token; when unset, `PRODUCER_API_TOKEN` / `PRODUCER_API_TOKEN_FILE` are read. */
-  token?: Secret | null;
-  /** Refuse to start without a token. @defaultValue `TASKLINE_ENV === 'production'` */
-  production?: boolean;
-  /** Largest request body. @defaultValue `PRODUCER_MAX_BODY_BYTES` or twice the producer's maxPayloadBytes */
-  maxBodyBytes?: number;
-  /** How long stop() waits for in-flight requests. @defaultValue `10000` */
-  shutdownGraceMs?: number;
-  logger: Logger;
-  env?: Record<string, string | undefined>;
-}
-
-export interface ResolvedApiServerOptions {
-  producer: Producer;
-  port: number;
-  host: string;
-  token: Secret | null;
-  production: boolean;
-  maxBodyBytes: number;
-  shutdownGraceMs: number;
-  logger: Logger;
-}
+import { resolveApiServerOptions, type ApiServerOptions, type ResolvedApiServerOptions } from './api-options.js';
+import { HttpError, toHttpError, toPublicRecord } from './api-responses.js';
+import { ApiTlsFiles } from './api-tls.js';
+import { bearerMatches } from './api-token.js';
+import { JobNotFoundError } from './errors.js';
+import { assertJsonContentType, readJsonBody } from './http-body.js';
 
 export interface ApiServer {
   readonly port: number;
+  /** `https` when the API serves TLS itself. */
+  readonly protocol: 'http' | 'https';
   /** Stops accepting, lets in-flight requests finish (up to the grace), then closes. Idempotent. */
   stop(): Promise<void>;
 }
 
-export function resolveApiServerOptions(options: ApiServerOptions): ResolvedApiServerOptions {
-  const env = options.env ?? process.env;
-  const token = options.token !== undefined ? options.token : readApiToken(env);
-  const production = options.production ?? env['TASKLINE_ENV'] === 'production';
-  if (!token && production) {
-    throw new ConfigError(
-      'CONFIG_API_TOKEN_MISSING',
-      'PRODUCER_API_TOKEN',
-      'The producer API refuses to start in production without a token; set PRODUCER_API_TOKEN (or PRODUCER_API_TOKEN_FILE) to a long random value, e.g. `openssl rand -hex 32`.',
-    );
-  }
-  return {
-    producer: options.producer,
-    port: options.port ?? parseIntegerSetting('PORT', env['PORT'], { min: 0, max: 65535 }) ?? 8000,
-    host: options.host ?? '0.0.0.0',
-    token,
-    production,
-    maxBodyBytes:
-      options.maxBodyBytes ??
-      parseIntegerSetting('PRODUCER_MAX_BODY_BYTES', env['PRODUCER_MAX_BODY_BYTES'], { min: 1024, max: 1024 * 1024 * 1024 }) ??
-      options.producer.options.maxPayloadBytes * 2,
-    shutdownGraceMs: options.shutdownGraceMs ?? 10_000,
-    logger: options.logger,
-  };
-}
-
-type Route = 'jobs' | 'jobs_bulk' | 'job' | 'job_events' | 'health' | 'metrics' | 'unknown';
+type Route = 'jobs' | 'jobs_bulk' | 'job' | 'job_events' | 'healthz' | 'health' | 'metrics' | 'unknown';
 
 /** Event streams open at once per API process; more get 503 (each holds a socket and a subscription). */
 const MAX_EVENT_STREAMS = 200;
@@ -79,10 +29,11 @@ const STREAM_HEARTBEAT_MS = 15_000;
 function routeOf(path: string): { route: Route; id?: string } {
   if (path === '/api/v1/jobs') return { route: 'jobs' };
   if (path === '/api/v1/jobs/bulk') return { route: 'jobs_bulk' };
-  const job = /^\/api\/v1\/jobs\/([A-Za-z0-9_.:-]{1,200})$/.exec(path);
+  const job = /^\/api\/v1\/jobs\/([^/]{1,200})$/.exec(path);
   if (job?.[1]) return { route: 'job', id: job[1] };
-  const events = /^\/api\/v1\/jobs\/([A-Za-z0-9_.:-]{1,200})\/events$/.exec(path);
+  const events = /^\/api\/v1\/jobs\/([^/]{1,200})\/events$/.exec(path);
   if (events?.[1]) return { route: 'job_events', id: events[1] };
+  if (path === '/healthz') return { route: 'healthz' };
   if (path === '/api/v1/health') return { route: 'health' };
   if (path === '/metrics') return { route: 'metrics' };
   return { route: 'unknown' };
@@ -93,43 +44,20 @@ const ALLOWED: Record<Route, string[]> = {
   jobs_bulk: ['POST'],
   job: ['GET', 'DELETE'],
   job_events: ['GET'],
+  healthz: ['GET'],
   health: ['GET'],
   metrics: ['GET'],
   unknown: [],
 };
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function toHttpError(err: unknown): HttpError {
-  if (err instanceof HttpError) return err;
-  if (err instanceof BodyError) return new HttpError(err.status, err.code, err.message);
-  if (err instanceof PayloadTooLargeError) return new HttpError(413, err.code, err.message);
-  if (err instanceof ValidationError) return new HttpError(400, err.code, err.message);
-  if (err instanceof JobNotFoundError) return new HttpError(404, err.code, err.message);
-  if (err instanceof JobStateError) return new HttpError(409, err.code, err.message);
-  if (err instanceof ResultTimeoutError) return new HttpError(504, err.code, err.message);
-  if (err instanceof ConnectionError) return new HttpError(503, err.code, err.message);
-  if (err instanceof TasklineError) return new HttpError(500, err.code, err.message);
-  return new HttpError(500, 'INTERNAL', 'Internal error; see the producer log.');
-}
-
-/** A record as API clients see it: stacks and worker host:pid are for operators (logs), not clients. */
-function publicRecord(record: JobResultRecord): Omit<JobResultRecord, 'worker'> {
-  const { worker: _worker, ...rest } = record;
-  return rest.error ? { ...rest, error: { ...rest.error, stack: null } } : rest;
-}
+/** Most jobs in one bulk request. */
+const MAX_BULK_JOBS = 10_000;
+/** How long a `/healthz` answer is reused: unauthenticated callers cannot make the producer PING Redis faster than this. */
+const HEALTHZ_CACHE_MS = 1000;
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...headers });
   res.end(text);
 }
 
@@ -140,20 +68,44 @@ function asObject(body: unknown, what: string): Record<string, unknown> {
   return body as Record<string, unknown>;
 }
 
-function toBulkJob(value: unknown, where: string): BulkJob {
+function toBulkJob(value: unknown, where: string, queues: ReadonlySet<string>): BulkJob {
   const body = asObject(value, where);
   if (typeof body['task'] !== 'string' || body['task'] === '') {
     throw new HttpError(400, 'INVALID_TASK', `${where} needs "task", the name of a task (a non-empty string).`);
   }
-  if (body['options'] !== undefined && (body['options'] === null || typeof body['options'] !== 'object' || Array.isArray(body['options']))) {
+  const options = body['options'];
+  if (options !== undefined && (options === null || typeof options !== 'object' || Array.isArray(options))) {
     throw new HttpError(400, 'INVALID_OPTION', `${where}.options must be an object.`);
   }
-  return { task: body['task'], data: body['data'] ?? null, ...(body['options'] ? { options: body['options'] as BulkJob['options'] } : {}) };
+  const queue = (options as Record<string, unknown> | undefined)?.['queue'];
+  if (queue !== undefined && (typeof queue !== 'string' || !queues.has(queue))) {
+    throw new HttpError(
+      400,
+      'QUEUE_NOT_ALLOWED',
+      `${where}.options.queue ${JSON.stringify(queue)?.slice(0, 140) ?? String(queue)} is not a queue this API accepts (${[...queues].slice(0, 20).join(', ')}); use one of them, or ask the operator to add it to TASKLINE_QUEUES.`,
+    );
+  }
+  return { task: body['task'], data: body['data'] ?? null, ...(options ? { options: options as BulkJob['options'] } : {}) };
 }
 
-/** The producer's HTTP API: enqueue, read, revoke, health and metrics. node:http, no framework. */
+/** `/healthz`'s answer, from at most one health check per {@link HEALTHZ_CACHE_MS}, shared by concurrent callers. */
+function cachedHealth(check: () => Promise<HealthReport>): () => Promise<boolean> {
+  let last: { at: number; ok: Promise<boolean> } | null = null;
+  return () => {
+    if (!last || performance.now() - last.at > HEALTHZ_CACHE_MS) {
+      last = { at: performance.now(), ok: check().then(r => r.ok, () => false) };
+    }
+    return last.ok;
+  };
+}
+
+/**
+ * The producer's HTTP API: enqueue, read, revoke (bearer token), detailed health and metrics
+ * (bearer token), and a bare `/healthz` for probes. HTTPS when given a certificate; node:http(s),
+ * no framework. Options: {@link ApiServerOptions}.
+ */
 export async function startApiServer(input: ApiServerOptions): Promise<ApiServer> {
-  const options = resolveApiServerOptions(input);
+  const options: ResolvedApiServerOptions = resolveApiServerOptions(input);
   const { producer, logger, token } = options;
   const metrics = producer.metrics;
   if (!token) {
@@ -161,11 +113,26 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
       'THE PRODUCER API IS OPEN: no PRODUCER_API_TOKEN is set, so anyone who can reach this port can enqueue and revoke jobs. Set PRODUCER_API_TOKEN (production refuses to start without it).',
     );
   }
+  if (!options.tls) {
+    logger.warn(
+      options.production
+        ? 'The producer API serves plain HTTP because PRODUCER_API_ALLOW_HTTP=true: keep it reachable only through a TLS-terminating proxy, or the bearer token crosses the network in clear.'
+        : 'The producer API serves plain HTTP (allowed outside production); set PRODUCER_API_TLS_CERT and PRODUCER_API_TLS_KEY before going to production.',
+    );
+  }
+  const healthz = cachedHealth(() => producer.checkHealth());
 
   const handle = async (req: IncomingMessage, res: ServerResponse, route: Route, id: string | undefined): Promise<void> => {
-    if (route === 'unknown') throw new HttpError(404, 'NOT_FOUND', 'No such route; the API has /api/v1/jobs, /api/v1/jobs/:id, /api/v1/health and /metrics.');
+    if (route === 'unknown') throw new HttpError(404, 'NOT_FOUND', 'No such route; the API has /api/v1/jobs, /api/v1/jobs/bulk, /api/v1/jobs/:id, /api/v1/jobs/:id/events, /api/v1/health, /metrics and /healthz.');
     if (!ALLOWED[route].includes(req.method ?? '')) {
       throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method ?? '?'} is not allowed here; use ${ALLOWED[route].join(' or ')}.`);
+    }
+    if (route === 'healthz') {
+      const ok = await healthz();
+      return send(res, ok ? 200 : 503, { ok });
+    }
+    if (token && !bearerMatches(req.headers.authorization, token)) {
+      throw new HttpError(401, 'UNAUTHORIZED', 'Missing or wrong API token; send "Authorization: Bearer <PRODUCER_API_TOKEN>".');
     }
     if (route === 'metrics') {
       const registry = producer.connections.registry;
@@ -176,20 +143,19 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
       const failing = [report.broker, report.backend].filter(h => !h.ok).map(h => ({ service: h.service, error: h.error, code: h.code }));
       return send(res, report.ok ? 200 : 503, { ok: report.ok, ...(failing.length ? { failing } : {}), broker: report.broker, backend: report.backend });
     }
-    if (token && !bearerMatches(req.headers.authorization, token)) {
-      throw new HttpError(401, 'UNAUTHORIZED', 'Missing or wrong API token; send "Authorization: Bearer <PRODUCER_API_TOKEN>".');
-    }
     if (route === 'jobs') {
-      const job = toBulkJob(await readJsonBody(req, options.maxBodyBytes), 'The body');
+      assertJsonContentType(req);
+      const job = toBulkJob(await readJsonBody(req, options.maxBodyBytes), 'The body', options.allowedQueues);
       return send(res, 202, await producer.enqueue(job.task, job.data, job.options));
     }
     if (route === 'jobs_bulk') {
+      assertJsonContentType(req);
       const body = asObject(await readJsonBody(req, options.maxBodyBytes), 'The body');
       const jobs = body['jobs'];
-      if (!Array.isArray(jobs) || jobs.length === 0 || jobs.length > 10_000) {
-        throw new HttpError(400, 'INVALID_BODY', 'The body must be {"jobs": [{task, data, options}, ...]} with 1 to 10,000 jobs.');
+      if (!Array.isArray(jobs) || jobs.length === 0 || jobs.length > MAX_BULK_JOBS) {
+        throw new HttpError(400, 'INVALID_BODY', `The body must be {"jobs": [{task, data, options}, ...]} with 1 to ${MAX_BULK_JOBS.toLocaleString('en')} jobs.`);
       }
-      const bulk = jobs.map((j, i) => toBulkJob(j, `jobs[${i}]`));
+      const bulk = jobs.map((j, i) => toBulkJob(j, `jobs[${i}]`, options.allowedQueues));
       try {
         return send(res, 202, { jobs: await producer.enqueueBulk(bulk) });
       } catch (err) {
@@ -198,12 +164,16 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
         throw err;
       }
     }
-    const jobId = id as string;
+    // An id that is not a job id never reaches Redis: it could name a queue's own keys.
+    const jobId = id ?? '';
+    if (!isJobId(jobId)) {
+      throw new HttpError(404, 'JOB_NOT_FOUND', `"${jobId.slice(0, 80)}" is not a job id (ids are UUIDs or repeat:beat:<schedule>:<ms>); check the id.`);
+    }
     if (route === 'job_events') return streamEvents(req, res, jobId);
-    if (req.method === 'DELETE') return send(res, 200, publicRecord(await producer.revoke(jobId, 'revoked through the HTTP API')));
+    if (req.method === 'DELETE') return send(res, 200, toPublicRecord(await producer.revoke(jobId, 'revoked through the HTTP API')));
     const record = await producer.getResult(jobId);
     if (!record) throw new JobNotFoundError(jobId);
-    return send(res, 200, publicRecord(record));
+    return send(res, 200, toPublicRecord(record));
   };
 
   let openStreams = 0;
@@ -224,7 +194,7 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
     try {
       const events = producer.watch(jobId, { timeoutMs: asked * 1000, signal: stop.signal });
       const first = await events.next();
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no' });
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-accel-buffering': 'no', 'x-content-type-options': 'nosniff' });
       const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), STREAM_HEARTBEAT_MS);
       try {
         let next = first;
@@ -233,7 +203,7 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
           const event = next.value;
           final = event.final;
           const name = event.final ? 'final' : event.progress !== undefined && event.record === undefined ? 'progress' : 'state';
-          const body = event.final && event.record ? publicRecord(event.record) : { state: event.state, ...(event.progress !== undefined ? { progress: event.progress } : {}) };
+          const body = event.final && event.record ? toPublicRecord(event.record) : { state: event.state, ...(event.progress !== undefined ? { progress: event.progress } : {}) };
           res.write(`event: ${name}\ndata: ${JSON.stringify(body)}\n\n`);
           if (final || stop.signal.aborted) break;
           next = await events.next();
@@ -252,14 +222,15 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
 
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
-  const server: Server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const started = performance.now();
+    // Not URL-decoded: job ids need no escapes, so an escaped one is simply not a job id.
     const { route, id } = routeOf((req.url ?? '/').split('?')[0] ?? '/');
     const work = handle(req, res, route, id)
       .catch((err: unknown) => {
         const http = toHttpError(err);
-        if (http.status >= 500) logger.error('API request failed', { route, error: err });
-        // A body we did not read (401, 413, early 400) must not be parsed as the next request.
+        if (http.status >= 500) logger.error('API request failed', { route, code: http.code, error: err });
+        // A body we did not read (401, 413, 415, early 400) must not be parsed as the next request.
         const unread = !req.complete;
         if (!res.headersSent) send(res, http.status, { error: http.message, code: http.code }, unread || stopping ? { connection: 'close' } : {});
         if (unread) res.once('finish', () => req.socket.destroy());
@@ -271,7 +242,19 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
         inFlight.delete(work);
       });
     inFlight.add(work);
-  });
+  };
+
+  let server: Server;
+  if (options.tls) {
+    const files = new ApiTlsFiles(options.tls);
+    const https = createHttpsServer(files.contextOptions(), onRequest);
+    // Before the TLS layer takes the socket: new connections get the current files.
+    https.prependListener('connection', () => files.refresh(https, logger));
+    https.on('tlsClientError', (err: NodeJS.ErrnoException) => logger.debug('TLS handshake with an API client failed', { code: err.code, error: err.message }));
+    server = https;
+  } else {
+    server = createHttpServer(onRequest);
+  }
   server.keepAliveTimeout = 5000;
   server.requestTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
@@ -282,11 +265,20 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
     });
   });
   const port = (server.address() as AddressInfo).port;
-  logger.info('Producer API listening', { host: options.host, port, auth: token ? 'bearer token' : 'NONE' });
+  const protocol = options.tls ? 'https' : 'http';
+  logger.info('Producer API listening', {
+    host: options.host,
+    port,
+    protocol,
+    auth: token ? 'bearer token' : 'NONE',
+    clientCertificates: options.tls?.caFile ? 'required' : 'no',
+    queues: [...options.allowedQueues],
+  });
 
   let stopped: Promise<void> | null = null;
   return {
     port,
+    protocol,
     stop: () =>
       (stopped ??= (async () => {
         stopping = true;

@@ -4,19 +4,53 @@ import { getOrCreateCounter, getOrCreateHistogram } from '@taskline/shared';
 /** Why an enqueue failed, as the `reason` label. */
 export type EnqueueErrorReason = 'invalid' | 'too_large' | 'connection' | 'other';
 
+/** Distinct `task` and `queue` label values kept per producer; later new ones count as `other`. */
+export const MAX_TASK_LABELS = 200;
+export const MAX_QUEUE_LABELS = 100;
+/** The label value the overflow is counted under. */
+export const OTHER_LABEL = 'other';
+
+/**
+ * Keeps the first `max` distinct values of a label and maps every later new one to `other`,
+ * so callers naming ever new tasks or queues cannot grow the metric series without bound.
+ */
+export class LabelValueCap {
+  readonly max: number;
+  readonly #seen = new Set<string>();
+  constructor(max: number) {
+    this.max = max;
+  }
+  value(given: string): string {
+    if (this.#seen.has(given)) return given;
+    if (this.#seen.size >= this.max) return OTHER_LABEL;
+    this.#seen.add(given);
+    return given;
+  }
+}
+
+/** `taskline_jobs_enqueued_total` with its `task` and `queue` values capped. */
+export interface EnqueuedCounter {
+  inc(labels: { task: string; queue: string }, value?: number): void;
+}
+
 /** The producer's metrics; the names are a public contract (dashboards and alerts use them). */
 export class ProducerMetrics {
-  readonly enqueued: Counter<'task' | 'queue'>;
+  readonly enqueued: EnqueuedCounter;
   readonly enqueueErrors: Counter<'reason'>;
   readonly httpRequests: Counter<'route' | 'status'>;
   readonly httpDuration: Histogram<'route'>;
 
   constructor(registry: Registry) {
-    this.enqueued = getOrCreateCounter(registry, {
+    const enqueued = getOrCreateCounter(registry, {
       name: 'taskline_jobs_enqueued_total',
-      help: 'Jobs added to the broker (deduplicated repeats are not counted).',
+      help: `Jobs added to the broker (deduplicated repeats are not counted); past ${MAX_TASK_LABELS} tasks or ${MAX_QUEUE_LABELS} queues, new names count as "${OTHER_LABEL}".`,
       labelNames: ['task', 'queue'],
     });
+    const tasks = new LabelValueCap(MAX_TASK_LABELS);
+    const queues = new LabelValueCap(MAX_QUEUE_LABELS);
+    this.enqueued = {
+      inc: (labels, value = 1) => enqueued.inc({ task: tasks.value(labels.task), queue: queues.value(labels.queue) }, value),
+    };
     this.enqueueErrors = getOrCreateCounter(registry, {
       name: 'taskline_enqueue_errors_total',
       help: 'Enqueues that failed, by reason (invalid, too_large, connection, other).',

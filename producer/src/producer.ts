@@ -6,6 +6,7 @@ import {
   ResultBackend,
   TasklineError,
   createConnections,
+  isJobId,
   isTerminalState,
   resolveConnectionOptions,
   toConnectionError,
@@ -264,6 +265,8 @@ export class Producer {
    * the broker: PENDING while it waits, STARTED while a worker holds it.
    */
   async getResult(id: string): Promise<JobResultRecord | null> {
+    // Only job ids reach Redis: another string could name a queue's own keys.
+    if (!isJobId(id)) return null;
     await this.#ready();
     const record = await this.results.get(id);
     if (record) return record;
@@ -289,6 +292,7 @@ export class Producer {
     if (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs < 1) {
       throw new ValidationError('INVALID_OPTION', 'timeoutMs', 'waitForResult needs { timeoutMs }, a whole number of milliseconds ≥ 1.');
     }
+    if (!isJobId(id)) throw new JobNotFoundError(id, ' (it is not a job id)');
     await this.#ready();
     const record = await this.results.get(id);
     if (record && isTerminalState(record.state)) return record;
@@ -368,6 +372,7 @@ export class Producer {
    * If it already ended, nothing changes and JobStateError says in which state.
    */
   async revoke(id: string, reason = 'revoked'): Promise<JobResultRecord> {
+    if (!isJobId(id)) throw new JobNotFoundError(id, ' (it is not a job id)');
     await this.#ready();
     const record = await this.results.get(id);
     if (record?.state === 'SUCCESS' || record?.state === 'FAILURE') {

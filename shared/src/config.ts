@@ -2,12 +2,11 @@ import { accessSync, constants, readFileSync } from 'node:fs';
 import { ConfigError, type ServiceRole } from './errors.js';
 import { envPrefix } from './error-mapping.js';
 import { firstDefined, parseBooleanSetting, parseIntegerSetting, parseSecondsSetting } from './env-parsing.js';
+import { isProduction } from './environment.js';
 import { Secret } from './secret.js';
+import { DEFAULT_TLS_CIPHERS, checkCipherList, parseTlsVersion, type TlsVersion } from './tls-policy.js';
 
-/** The cipher list used for TLS 1.2 when none is configured (TLS 1.3 suites are always the strong defaults). */
-export const DEFAULT_TLS_CIPHERS = 'ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20';
-
-export type TlsVersion = 'TLSv1.2' | 'TLSv1.3';
+export { DEFAULT_TLS_CIPHERS, type TlsVersion };
 
 /** One Redis service (broker or result backend) as a caller may describe it. Every field is optional. */
 export interface RedisEndpointOptions {
@@ -41,7 +40,7 @@ export interface ConnectionOptions {
   broker?: RedisEndpointOptions;
   /** Each field unset here falls back to the broker's. */
   backend?: RedisEndpointOptions;
-  /** Strict mode: refuses plaintext and insecure TLS. @defaultValue `TASKLINE_ENV === 'production'` */
+  /** Strict mode: refuses plaintext and insecure TLS. @defaultValue `isProduction(env)`: `TASKLINE_ENV`, else `NODE_ENV`, is `production` */
   production?: boolean;
   /** Emergency rollback switch allowing plaintext in production; warns at every start. @defaultValue `false` */
   allowPlaintext?: boolean;
@@ -67,8 +66,15 @@ export interface ConnectionOptions {
   tlsMinVersion?: TlsVersion;
   /** @defaultValue `'TLSv1.3'` */
   tlsMaxVersion?: TlsVersion;
-  /** OpenSSL cipher list for TLS 1.2. @defaultValue {@link DEFAULT_TLS_CIPHERS} */
+  /** OpenSSL cipher list for TLS 1.2; each entry must be forward-secret and AEAD. @defaultValue {@link DEFAULT_TLS_CIPHERS} */
   tlsCiphers?: string;
+  /**
+   * Where `broker.url` / `backend.url` came from. `'flags'` (the bins' `--redis-url` and
+   * `--result-redis-url`) names the flags in errors, and a password in them — readable by every
+   * user of the host in the process list — is warned about, and refused in production.
+   * @defaultValue `'options'`
+   */
+  urlSource?: 'options' | 'flags';
 }
 
 export interface ResolvedTlsOptions {
@@ -190,16 +196,49 @@ function envLayer(env: Env, prefix: string): EndpointLayer {
   return layer;
 }
 
-function optionsLayer(options: RedisEndpointOptions | undefined, name: string): EndpointLayer {
+const ENDPOINT_KEYS = ['host', 'port', 'db', 'username', 'password', 'passwordFile', 'tls', 'caFile', 'certFile', 'keyFile', 'servername'] as const;
+
+function optionsLayer(options: RedisEndpointOptions | undefined, name: string, urlName: string): EndpointLayer {
   if (!options) return {};
-  const layer: EndpointLayer = options.url ? parseRedisUrl(`${name}.url`, options.url) : {};
-  for (const key of ['host', 'port', 'db', 'username', 'password', 'passwordFile', 'tls', 'caFile', 'certFile', 'keyFile', 'servername'] as const) {
+  const loose = options as Record<string, unknown>;
+  const known = new Set<string>([...ENDPOINT_KEYS, 'url', 'rejectUnauthorized']);
+  const unknown = Object.keys(loose).filter(key => !known.has(key) && loose[key] !== undefined);
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      'CONFIG_UNKNOWN_OPTION',
+      `${name}.${unknown[0] ?? ''}`,
+      `${unknown.map(key => `${name}.${key}`).join(', ')} ${unknown.length === 1 ? 'is not a connection option' : 'are not connection options'}; TLS versions and ciphers are set once for both services (tlsMinVersion, tlsMaxVersion, tlsCiphers), and an endpoint takes only url, ${ENDPOINT_KEYS.join(', ')}.`,
+    );
+  }
+  if (options.tls !== undefined && typeof options.tls !== 'boolean') {
+    throw new ConfigError('CONFIG_UNKNOWN_OPTION', `${name}.tls`, `${name}.tls must be true or false (TLS settings are caFile, certFile, keyFile, servername and the shared tlsMinVersion, tlsMaxVersion, tlsCiphers).`);
+  }
+  const layer: EndpointLayer = options.url ? parseRedisUrl(urlName, options.url) : {};
+  for (const key of ENDPOINT_KEYS) {
     const value = options[key];
     if (value !== undefined) (layer as Record<string, unknown>)[key] = value;
   }
-  const loose = options as Record<string, unknown>;
   if (loose['rejectUnauthorized'] === false) layer.insecure = `${name}.rejectUnauthorized=false`;
   return layer;
+}
+
+/**
+ * A password in a URL given on the command line is visible to every user of the host (`ps`,
+ * /proc/<pid>/cmdline): warned about outside production, refused in production.
+ */
+function checkCommandLinePassword(flag: string, url: string | undefined, service: ServiceRole, production: boolean, warnings: string[]): void {
+  if (!url) return;
+  let password = '';
+  try {
+    password = new URL(url).password;
+  } catch {
+    return; // parseRedisUrl reports the bad URL
+  }
+  if (!password) return;
+  const prefix = envPrefix(service);
+  const sentence = `${flag} carries a password, which every user of this host can read in the process list (ps, /proc/<pid>/cmdline); put the password in ${prefix}PASSWORD_FILE (or ${prefix}PASSWORD) and drop it from the URL (the user name may stay)`;
+  if (production) throw new ConfigError('CONFIG_PASSWORD_IN_ARGV', flag, `${sentence} (production refuses it).`);
+  warnings.push(`${sentence}. Production refuses this.`);
 }
 
 /** Later layers win, field by field. */
@@ -300,42 +339,43 @@ function resolveEndpoint(
   };
 }
 
-function parseTlsVersion(variable: string, raw: string | undefined): TlsVersion | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  const normalized = raw.trim().replace(/^tlsv?/i, '');
-  if (normalized === '1.2') return 'TLSv1.2';
-  if (normalized === '1.3') return 'TLSv1.3';
-  throw new ConfigError(
-    'CONFIG_TLS_VERSION',
-    variable,
-    `${variable} must be TLSv1.2 or TLSv1.3, got "${raw}"; TLS 1.0 and 1.1 are broken and never allowed.`,
-  );
-}
-
 /**
  * Fills every default and validates, in one place. Library options win over the environment;
  * the result backend's unset fields fall back to the broker's.
  */
 export function resolveConnectionOptions(options: ConnectionOptions = {}, env: Env = process.env): ResolvedConnectionOptions {
   const warnings: string[] = [];
-  const production =
-    options.production ??
-    (env['TASKLINE_ENV'] ? env['TASKLINE_ENV'] === 'production' : env['NODE_ENV'] === 'production');
+  const production = options.production ?? isProduction(env);
   const allowPlaintext = options.allowPlaintext ?? parseBooleanSetting('REDIS_ALLOW_PLAINTEXT', env['REDIS_ALLOW_PLAINTEXT']) ?? false;
-  const minVersion = options.tlsMinVersion ?? parseTlsVersion('REDIS_TLS_MIN_VERSION', env['REDIS_TLS_MIN_VERSION']) ?? 'TLSv1.2';
-  const maxVersion = options.tlsMaxVersion ?? parseTlsVersion('REDIS_TLS_MAX_VERSION', env['REDIS_TLS_MAX_VERSION']) ?? 'TLSv1.3';
+  // Library options are judged by the same policy as the environment: a type is no check at run time.
+  const minVersion =
+    parseTlsVersion('tlsMinVersion', options.tlsMinVersion) ?? parseTlsVersion('REDIS_TLS_MIN_VERSION', env['REDIS_TLS_MIN_VERSION']) ?? 'TLSv1.2';
+  const maxVersion =
+    parseTlsVersion('tlsMaxVersion', options.tlsMaxVersion) ?? parseTlsVersion('REDIS_TLS_MAX_VERSION', env['REDIS_TLS_MAX_VERSION']) ?? 'TLSv1.3';
   if (minVersion === 'TLSv1.3' && maxVersion === 'TLSv1.2') {
     throw new ConfigError('CONFIG_TLS_VERSION', 'REDIS_TLS_MIN_VERSION', 'REDIS_TLS_MIN_VERSION is above REDIS_TLS_MAX_VERSION; lower the minimum or raise the maximum.');
   }
-  const ciphers = options.tlsCiphers ?? (env['REDIS_TLS_CIPHERS'] || DEFAULT_TLS_CIPHERS);
+  const ciphers =
+    options.tlsCiphers !== undefined
+      ? checkCipherList('tlsCiphers', options.tlsCiphers)
+      : env['REDIS_TLS_CIPHERS']
+        ? checkCipherList('REDIS_TLS_CIPHERS', env['REDIS_TLS_CIPHERS'])
+        : DEFAULT_TLS_CIPHERS;
   const shared = { production, allowPlaintext, minVersion, maxVersion, ciphers };
 
-  const brokerLayer = merge(envLayer(env, 'REDIS_'), optionsLayer(options.broker, 'broker'));
-  const backendLayer = merge(brokerLayer, envLayer(env, 'RESULT_REDIS_'), optionsLayer(options.backend, 'backend'));
+  const fromFlags = options.urlSource === 'flags';
+  const brokerUrlName = fromFlags ? '--redis-url' : 'broker.url';
+  const backendUrlName = fromFlags ? '--result-redis-url' : 'backend.url';
+  if (fromFlags) {
+    checkCommandLinePassword(brokerUrlName, options.broker?.url, 'broker', production, warnings);
+    checkCommandLinePassword(backendUrlName, options.backend?.url, 'backend', production, warnings);
+  }
+  const brokerLayer = merge(envLayer(env, 'REDIS_'), optionsLayer(options.broker, 'broker', brokerUrlName));
+  const backendLayer = merge(brokerLayer, envLayer(env, 'RESULT_REDIS_'), optionsLayer(options.backend, 'backend', backendUrlName));
   // A URL on the result backend names a whole server: don't inherit the broker's credentials into it.
   const backendUrl = options.backend?.url ?? env['RESULT_REDIS_URL'];
   if (backendUrl) {
-    const fromUrl = merge(envLayer(env, 'RESULT_REDIS_'), optionsLayer(options.backend, 'backend'));
+    const fromUrl = merge(envLayer(env, 'RESULT_REDIS_'), optionsLayer(options.backend, 'backend', backendUrlName));
     if (fromUrl.password === undefined && fromUrl.passwordFile === undefined) {
       delete backendLayer.password;
       delete backendLayer.passwordFile;

@@ -4,6 +4,7 @@ import { ConnectionSlots } from './connection-pool.js';
 import { createSilentLogger, type Logger } from './logger.js';
 import { ConnectionMetrics, createMetricsRegistry } from './metrics.js';
 import { RedisService, type ConnectionHealth, type ProcessRole } from './redis-service.js';
+import { redactRedisDebugOutput } from './redis-debug.js';
 
 export interface CreateConnectionsOptions {
   /** Unresolved options (env and defaults are layered in) or an already resolved set. */
@@ -78,6 +79,8 @@ export class TasklineConnections {
     this.broker = make('broker');
     this.backend = make('backend');
     for (const warning of this.options.warnings) this.logger.warn(warning);
+    const passwords = [this.options.broker.password, this.options.backend.password].map(p => p?.reveal() ?? '');
+    redactRedisDebugOutput(passwords, this.logger);
   }
 
   get state(): ConnectionsState {

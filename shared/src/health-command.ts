@@ -22,13 +22,16 @@ export function formatHealthReport(report: HealthReport): string {
 /** The yargs flags every bin accepts for its connections; they layer over the environment. */
 export function withConnectionFlags<T>(yargs: Argv<T>) {
   return yargs
-    .option('redis-url', { type: 'string', describe: 'Broker URL (rediss://host:port/db); overrides REDIS_URL' })
-    .option('result-redis-url', { type: 'string', describe: 'Result backend URL; overrides RESULT_REDIS_URL' });
+    .option('redis-url', { type: 'string', describe: 'Broker URL (rediss://[user@]host:port/db); overrides REDIS_URL. Keep the password out of it (REDIS_PASSWORD_FILE): argv is visible to every user of the host' })
+    .option('result-redis-url', { type: 'string', describe: 'Result backend URL; overrides RESULT_REDIS_URL (password: RESULT_REDIS_PASSWORD_FILE)' });
 }
 
-/** Turns the connection flags into library options (the same resolver as env and code). */
+/**
+ * Turns the connection flags into library options (the same resolver as env and code). The
+ * resolver names the flags in its errors and warns about a password in them (argv is public).
+ */
 export function connectionOptionsFromFlags(argv: { 'redis-url'?: string | undefined; 'result-redis-url'?: string | undefined }): ConnectionOptions {
-  const options: ConnectionOptions = {};
+  const options: ConnectionOptions = { urlSource: 'flags' };
   if (argv['redis-url']) options.broker = { url: argv['redis-url'] };
   if (argv['result-redis-url']) options.backend = { url: argv['result-redis-url'] };
   return options;
@@ -48,6 +51,8 @@ export async function runHealthCheck(options: ConnectionOptions, out: (line: str
     out(`FAIL configuration: ${err instanceof Error ? err.message : String(err)}`);
     return err instanceof ConfigError ? 2 : 1;
   }
+  // Start-up warnings (plaintext, a password on the command line) are news to whoever runs this.
+  for (const warning of connections.options.warnings) console.error(`WARN ${warning}`);
   try {
     const report = await connections.checkHealth();
     out(formatHealthReport(report));

@@ -1,12 +1,15 @@
-export { resolveConnectionOptions, DEFAULT_TLS_CIPHERS } from './config.js';
+export { resolveConnectionOptions } from './config.js';
 export type {
   ConnectionOptions,
   RedisEndpointOptions,
   ResolvedConnectionOptions,
   ResolvedEndpoint,
   ResolvedTlsOptions,
-  TlsVersion,
 } from './config.js';
+export { DEFAULT_TLS_CIPHERS, checkCipherList, parseTlsVersion } from './tls-policy.js';
+export type { TlsVersion } from './tls-policy.js';
+export { isProduction } from './environment.js';
+export { isJobId } from './job-id.js';
 export { createConnections, TasklineConnections } from './connections.js';
 export type { CreateConnectionsOptions, HealthReport, ConnectionsState } from './connections.js';
 export type { ConnectionHealth, Lease, ProcessRole } from './redis-service.js';

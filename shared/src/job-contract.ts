@@ -87,18 +87,35 @@ export function assertTaskName(task: string): string {
   return task;
 }
 
-/** Turns anything a handler threw into a storable error, with secrets scrubbed by the caller. */
+/**
+ * Turns anything a handler threw into a storable error, with secrets scrubbed by the caller.
+ * A thrown non-Error (`throw {password: 'x'}`, `throw 'oops'`) is reduced to a summary of its
+ * kind and key names: its values are never stored, logged or shown.
+ */
 export function toJobErrorInfo(thrown: unknown): JobErrorInfo {
-  if (thrown instanceof Error) {
-    return { type: thrown.name || thrown.constructor.name || 'Error', message: thrown.message, stack: thrown.stack ?? null };
+  // A key or class name as the summary may show it: short, and only name-like characters.
+  const safeName = (name: unknown): string => (typeof name === 'string' && name ? name : '?').replace(/[^A-Za-z0-9_$.-]/g, '?').slice(0, 40);
+  // Errors from another realm (vm, worker threads) fail instanceof but are still Errors.
+  if (thrown instanceof Error || Object.prototype.toString.call(thrown) === '[object Error]') {
+    const error = thrown as Error;
+    return { type: error.name || error.constructor?.name || 'Error', message: String(error.message), stack: error.stack ?? null };
   }
-  let message: string;
-  try {
-    message = typeof thrown === 'string' ? thrown : JSON.stringify(thrown) ?? String(thrown);
-  } catch {
-    message = String(thrown);
-  }
-  return { type: 'NonError', message: `A non-Error value was thrown: ${message}`, stack: null };
+  let what: string;
+  if (thrown === null) what = 'null';
+  else if (Array.isArray(thrown)) what = `an array of ${thrown.length} item${thrown.length === 1 ? '' : 's'}`;
+  else if (typeof thrown === 'object') {
+    try {
+      const proto: unknown = Object.getPrototypeOf(thrown);
+      const kind = proto === Object.prototype || proto === null ? 'an object' : `a ${safeName((thrown as object).constructor?.name)} object`;
+      const keys = Object.keys(thrown);
+      const shown = keys.slice(0, 10).map(safeName);
+      what = keys.length === 0 ? `${kind} with no keys` : `${kind} with key${keys.length === 1 ? '' : 's'} ${shown.join(', ')}${keys.length > shown.length ? ` and ${keys.length - shown.length} more` : ''}`;
+    } catch {
+      what = 'an object that cannot be inspected'; // a Proxy whose traps throw
+    }
+  } else if (typeof thrown === 'string') what = `a string of ${thrown.length} characters`;
+  else what = `a ${typeof thrown}`;
+  return { type: 'NonError', message: `A non-Error value was thrown: ${what}; throw an Error so its message is kept.`, stack: null };
 }
 
 /**

@@ -19,7 +19,7 @@ export interface CertBundle {
   dir: string;
   /** CA certificate that signed the server and client certificates. */
   caFile: string;
-  /** CA private key (the caller's file when `ca` was passed in). */
+  /** CA private key (the caller's file when `ca` was passed in), in `dir/ca-private/` as generate-certs.sh keeps it. */
   caKeyFile: string;
   serverCertFile: string;
   serverKeyFile: string;
@@ -120,12 +120,12 @@ export async function makeCertBundle(opts: CertBundleOptions = {}): Promise<Cert
   if (opts.prefix !== undefined) args.push('--prefix', opts.prefix);
   await runGenerateCerts(args);
 
-  const file = (name: string): string =>
-    path.join(dir, opts.prefix === undefined ? name : `${opts.prefix}-${name}`);
+  const named = (name: string): string => (opts.prefix === undefined ? name : `${opts.prefix}-${name}`);
+  const file = (name: string): string => path.join(dir, named(name));
   return {
     dir,
     caFile: opts.ca?.certFile ?? file('ca.crt'),
-    caKeyFile: opts.ca?.keyFile ?? file('ca.key'),
+    caKeyFile: opts.ca?.keyFile ?? path.join(dir, 'ca-private', named('ca.key')),
     serverCertFile: file('server.crt'),
     serverKeyFile: file('server.key'),
     clientCertFile: file('client.crt'),

@@ -1,4 +1,6 @@
-import { copyFile, readdir, readFile, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { chmod, copyFile, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
@@ -14,6 +16,14 @@ import { runScript, tempDir, uniquePrefix } from './ops-helpers.js';
 // every client, so new connections must succeed with the files as they are after that step.
 
 const SCRIPT = 'ops/rotate-certs.sh';
+
+const execFileAsync = promisify(execFile);
+
+/** Every *.key file under `dir`, as paths relative to it. */
+async function keyFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true });
+  return entries.filter(name => name.endsWith('.key')).sort();
+}
 const FLOWS = 4;
 
 interface Flow {
@@ -195,6 +205,37 @@ describe('ops: certificate rotation with ops/rotate-certs.sh while jobs flow', f
     expect(dropEarly.code).to.equal(1);
     expect(dropEarly.stderr).to.match(/server\.crt is not issued by the new CA; run 'rotate-certs\.sh roll-server'/);
     expect(await readFile(path.join(live.dir, 'server.crt'), 'utf8')).to.equal(serverCrt);
+  });
+
+  it('writes every key file mode 600 and keeps the CA key out of the mounted directory through a rotation (findings 1 and 9)', async function () {
+    live = await tempDir('rotation-modes');
+    // Servers only at first (no client certificate yet): roll-client then creates client.key.
+    const first = await runScript('certs/generate-certs.sh', ['--out', live.dir, '--server-only', '--key-type', 'ec']);
+    expect(first.code, first.stderr).to.equal(0);
+    const serverKey = path.join(live.dir, 'server.key');
+    await chmod(serverKey, 0o644); // a world-readable key left by hand
+    for (const command of ['issue', 'trust-both', 'roll-server', 'roll-client', 'drop-old-ca']) {
+      const { code, stderr } = await runScript(SCRIPT, [command, '--dir', live.dir, '--key-type', 'ec']);
+      expect(code, `${command}: ${stderr}`).to.equal(0);
+      if (command === 'issue') {
+        expect((await stat(path.join(live.dir, 'ca-private', 'next-ca.key'))).mode & 0o777, 'new CA key').to.equal(0o600);
+        expect((await stat(path.join(live.dir, 'next-client.key'))).mode & 0o777).to.equal(0o600);
+      }
+    }
+    expect((await stat(path.join(live.dir, 'client.key'))).mode & 0o777, 'client.key created by roll-client').to.equal(0o600);
+    expect((await stat(serverKey)).mode & 0o007, 'server.key: no access for others').to.equal(0);
+
+    // Every key under the mounted directory, wherever it sits: the CA keys only in ca-private/.
+    const keys = await keyFiles(live.dir);
+    const outside = keys.filter(f => !f.startsWith('ca-private/'));
+    expect(outside.filter(f => /ca\.key$/.test(f)), 'CA keys outside ca-private/').to.deep.equal([]);
+    for (const f of keys) expect((await stat(path.join(live.dir, f))).mode & 0o077, `${f} readable by group or others`).to.be.oneOf([0, 0o040]);
+    expect(keys).to.include('ca-private/ca.key');
+    expect(keys.some(f => /^ca-private\/retired-[^/]+\/ca\.key$/.test(f)), `retired CA key in ca-private/ (${keys.join(', ')})`).to.equal(true);
+    // ca-private/ca.key is the key of the CA that is now live.
+    const key = await execFileAsync('openssl', ['pkey', '-in', path.join(live.dir, 'ca-private', 'ca.key'), '-pubout']);
+    const cert = await execFileAsync('openssl', ['x509', '-in', path.join(live.dir, 'ca.crt'), '-noout', '-pubkey']);
+    expect(key.stdout).to.equal(cert.stdout).and.include('PUBLIC KEY');
   });
 
   it('explains its steps in --help and never prints the password it is given', async function () {

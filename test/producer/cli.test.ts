@@ -7,7 +7,7 @@ import tasks from '../../worker/examples/tasks.js';
 import { useProducerFixture, type ProducerFixture } from './fixtures.js';
 
 const BIN = fileURLToPath(new URL('../../producer/bin/taskline-producer.js', import.meta.url));
-const TOKEN = 'cli-token-5a4b3c2d1e0f9a8b';
+const TOKEN = 'cli-token-5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d';
 
 interface Run {
   code: number | null;

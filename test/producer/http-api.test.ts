@@ -6,7 +6,7 @@ import { startRedis } from '../harness/index.js';
 import { captureLogs, failure } from '../shared/helpers.js';
 import { keysOf, useProducerFixture, type ProducerFixture } from './fixtures.js';
 
-const TOKEN = 'tok-7c1f0d2e9a8b4c6d5e3f';
+const TOKEN = 'tok-7c1f0d2e9a8b4c6d5e3f-4b2a9c8d7e6f5a1b';
 
 interface Reply {
   status: number;
@@ -124,7 +124,7 @@ describe('producer HTTP API', function () {
   it('a chunked body over the limit gets 413 without being buffered', async () => {
     const { port } = await serve({ maxPayloadBytes: 1024 });
     const reply = await new Promise<number>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/api/v1/jobs', headers: { authorization: `Bearer ${TOKEN}`, 'transfer-encoding': 'chunked' }, agent: false }, res => {
+      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/api/v1/jobs', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' }, agent: false }, res => {
         res.resume();
         resolve(res.statusCode ?? 0);
       });
@@ -149,11 +149,11 @@ describe('producer HTTP API', function () {
     try {
       const producer = fx.producer({ logger: logs.logger, env: { ...fx.env, ...backend.env('RESULT_REDIS_'), REDIS_CONNECT_TIMEOUT_MS: '1000' } });
       server = await startApiServer({ producer, port: 0, host: '127.0.0.1', token: new Secret(TOKEN), logger: logs.logger, env: {} });
-      const up = await call(server.port, 'GET', '/api/v1/health', { token: null });
+      const up = await call(server.port, 'GET', '/api/v1/health');
       expect(up.status).to.equal(200);
       expect(up.body['ok']).to.equal(true);
       await backend.stop();
-      const down = await call(server.port, 'GET', '/api/v1/health', { token: null });
+      const down = await call(server.port, 'GET', '/api/v1/health');
       expect(down.status).to.equal(503);
       const failing = down.body['failing'] as Array<{ service: string; error: string }>;
       expect(failing).to.have.length(1);

@@ -60,7 +60,8 @@ describe('reliability under bad input', function () {
     const keysBefore = await cluster.broker.cli('DBSIZE');
     const cases: Array<[string, () => ReturnType<typeof post>, number]> = [
       ['malformed JSON', () => post('/api/v1/jobs', '{"task": "work", "data": '), 400],
-      ['not JSON at all', () => post('/api/v1/jobs', 'hello, world', { 'content-type': 'text/plain' }), 400],
+      ['not JSON at all', () => post('/api/v1/jobs', 'hello, world'), 400],
+      ['not sent as JSON (a cross-site form or text/plain post)', () => post('/api/v1/jobs', 'hello, world', { 'content-type': 'text/plain' }), 415],
       ['a JSON string instead of an object', () => post('/api/v1/jobs', '"work"'), 400],
       ['no task name', () => post('/api/v1/jobs', JSON.stringify({ data: { ms: 1 } })), 400],
       ['a task name that is not a string', () => post('/api/v1/jobs', JSON.stringify({ task: 42 })), 400],
@@ -127,8 +128,9 @@ describe('reliability under bad input', function () {
     for (const [name, outcome] of Object.entries(outcomes)) expect(outcome.state, `${name}: ${JSON.stringify(outcome)}`).to.equal('FAILURE');
     expect(outcomes['unknown']?.message).to.match(/no-such-task/);
     expect(outcomes['unknown']?.attempt, 'an unknown task is not retried').to.equal(1);
-    expect(outcomes['throwString']?.message).to.include('a plain string, not an Error');
-    expect(outcomes['throwObject']?.message).to.include('an object, not an Error');
+    // Thrown non-Errors are summarised, never stored with their values.
+    expect(outcomes['throwString']?.message).to.include('a string of 28 characters').and.not.include('plain string');
+    expect(outcomes['throwObject']?.message).to.include('an object with key reason').and.not.include('not an Error');
     expect(outcomes['neverSettles']?.type).to.equal('TimeLimitError');
     expect(outcomes['poison']?.attempt, 'poison job ran all its attempts').to.equal(3);
     expect(outcomes['leakSecret']?.message).to.not.include(REDIS_PASSWORD);

@@ -34,14 +34,19 @@ export class WorkerShutdownError extends TasklineError {
   }
 }
 
-/** A job named a task this worker does not define. */
+/**
+ * A job named a task this worker does not define. The message (stored in the job's record, so
+ * API clients read it) does not list the module's tasks; `knownTasks` has them for operators.
+ */
 export class UnknownTaskError extends TasklineError {
   override name = 'UnknownTaskError';
+  readonly knownTasks: readonly string[];
   constructor(task: string, queue: string, known: string[]) {
     super(
       'UNKNOWN_TASK',
-      `No task named "${task}" is defined in the tasks module of the worker consuming queue "${queue}" (it knows: ${known.join(', ')}); fix the task name or deploy the module that defines it.`,
+      `No task named "${task.slice(0, 200)}" is defined in the tasks module of the worker consuming queue "${queue}"; fix the task name or deploy the module that defines it.`,
     );
+    this.knownTasks = known;
   }
 }
 
