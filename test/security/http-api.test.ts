@@ -102,7 +102,7 @@ describe('security: the producer HTTP API over HTTPS (issue 11)', function () {
       const client = { certFile: apiCerts.clientCertFile, keyFile: apiCerts.clientKeyFile };
       expect((await api('POST', '/api/v1/jobs', { body, client, token: null })).status, 'certificate without token').to.equal(401);
       expect((await api('POST', '/api/v1/jobs', { body, client })).status).to.equal(202);
-      expect(await keysOf(fx.backend, fx.prefix)).to.have.length(1);
+      expect((await keysOf(fx.broker, fx.prefix)).filter(k => /:default:[0-9a-f-]{36}$/.test(k)), 'the one job enqueued').to.have.length(1);
     });
 
     it('serves a replaced certificate to new connections without a restart', async () => {
@@ -201,7 +201,7 @@ describe('security: the producer HTTP API over HTTPS (issue 11)', function () {
         expect(record, task).to.not.have.property('worker');
         expect(Object.keys(record['error'] as object).sort(), `${task} error fields`).to.deep.equal(['message', 'type']);
         // The stack and the worker are kept for operators in the result backend itself.
-        const stored = JSON.parse(await fx.backend.cli('GET', `${fx.prefix}:result:${id}`)) as { worker?: string };
+        const stored = JSON.parse(await fx.backend.cli('HGET', `${fx.prefix}:result:{${id}}`, 'base')) as { worker?: string };
         expect(stored.worker, 'host:pid stays in the stored record').to.match(/:\d+$/);
       }
       expect(records['throws-object']?.['error']).to.deep.equal({ type: 'NonError', message: 'A non-Error value was thrown: an object with keys password, user; throw an Error so its message is kept.' });
@@ -210,8 +210,8 @@ describe('security: the producer HTTP API over HTTPS (issue 11)', function () {
       expect((records['no-such-task']?.['error'] as { message: string }).message).to.match(/No task named "no-such-task"/).and.not.match(/throws-/);
       // Nowhere: not in the result backend, not in BullMQ's failed reason, not in a log line.
       const everywhere = [
-        await fx.backend.cli('GET', `${fx.prefix}:result:${ids['throws-object']}`),
-        await fx.backend.cli('GET', `${fx.prefix}:result:${ids['throws-string']}`),
+        await fx.backend.cli('HGETALL', `${fx.prefix}:result:{${ids['throws-object']}}`),
+        await fx.backend.cli('HGETALL', `${fx.prefix}:result:{${ids['throws-string']}}`),
         await fx.broker.cli('HGET', `${fx.prefix}:default:${ids['throws-object']}`, 'failedReason'),
         await fx.broker.cli('HGET', `${fx.prefix}:default:${ids['throws-string']}`, 'failedReason'),
         ...logs.lines,
