@@ -3,7 +3,7 @@ import { ClosedError, TasklineError } from './errors.js';
 import { toConnectionError } from './error-mapping.js';
 import { CommandBatcher } from './command-batcher.js';
 import type { JobResultRecord, JobState } from './job-contract.js';
-import { decodeRecord, recordKeys, type RecordBase, type RecordKeys, type RecordOutcome, type RevokeMarker } from './job-record.js';
+import { decodeRecord, encodeBase, recordKeys, type RecordBase, type RecordKeys, type RecordOutcome, type RevokeMarker } from './job-record.js';
 import { createSilentLogger, type Logger } from './logger.js';
 import type { RedisService } from './redis-service.js';
 import { REVOKE_SCRIPT, TRANSITION_SCRIPT, runScript } from './record-scripts.js';
@@ -157,7 +157,7 @@ export class ResultBackend {
         op.kind,
         op.delivery,
         op.state,
-        JSON.stringify(op.base),
+        encodeBase(op.base),
         op.outcomeJson ?? (op.outcome === undefined ? '' : JSON.stringify(op.outcome)),
         op.progress === undefined ? '' : JSON.stringify(op.progress),
         op.id,

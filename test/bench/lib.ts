@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Queue } from 'bullmq';
+import { type Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { createLogger } from '@taskline/shared';
 import type { RunningRedis } from '../harness/index.js';

@@ -16,7 +16,7 @@ import {
 import { encodeBackoff } from './backoff.js';
 import { JobRevokedError, StaleDeliveryError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
 import { AttemptAbort, type Abortable } from './attempt-abort.js';
-import { runHandler, serialiseResult } from './attempt.js';
+import { runHandler, serialiseResult, type AttemptMetrics } from './attempt.js';
 import type { HandlerPool } from './isolation/handler-pool.js';
 import { PendingStart } from './pending-start.js';
 import type { RevokedJobs } from './revoked-jobs.js';
@@ -63,6 +63,14 @@ export function createJobProcessor(deps: JobRunnerDeps) {
   const misrouted = new Set<string>();
   // Label-bound metric children, made once: looking labels up per job is measurable.
   const latency = metrics.latency.labels({ queue });
+  const active = metrics.active.labels({ queue });
+  const overrunning = metrics.overrunning.labels({ queue });
+  const perTask = new Map<string, AttemptMetrics>();
+  const attemptMetrics = (task: string): AttemptMetrics => {
+    let m = perTask.get(task);
+    if (!m) perTask.set(task, (m = { active, overrunning, duration: metrics.duration.labels({ task, queue }) }));
+    return m;
+  };
   const outcomes = new Map<string, ReturnType<typeof metrics.jobs.labels>>();
   const count = (task: string, outcome: 'success' | 'failure' | 'retry' | 'revoked'): void => {
     const key = `${task}\n${outcome}`;
@@ -107,14 +115,14 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     // The job's child logger is made on first use: one per job is measurable on the hot path.
     let bound: Logger | null = null;
     const logger = (): Logger => (bound ??= deps.logger.child({ jobId, task: job.name, queue }));
-    const now = new Date().toISOString();
+    const now = Date.now();
     const meta = jobMeta(job.opts);
     const base: RecordBase = {
       task: job.name,
       queue,
       attempt: job.attemptsMade + 1,
       attempts: job.opts.attempts || (task?.attempts ?? 1),
-      enqueuedAt: new Date(job.timestamp).toISOString(),
+      enqueuedAt: job.timestamp,
       startedAt: now,
       finishedAt: null,
       updatedAt: now,
@@ -207,7 +215,7 @@ export function createJobProcessor(deps: JobRunnerDeps) {
         controller,
         redelivered: base.redelivered === true,
         delivery,
-        metrics,
+        metrics: attemptMetrics(task.name),
         logger,
         progress: async value => {
           await start?.flush();
@@ -216,7 +224,7 @@ export function createJobProcessor(deps: JobRunnerDeps) {
         progressIntervalMs: deps.progressIntervalMs,
       });
       start?.cancel();
-      const finished = new Date().toISOString();
+      const finished = Date.now();
       base.updatedAt = finished;
 
       let thrown: unknown = outcome.ok ? undefined : outcome.error;
