@@ -39,9 +39,11 @@ WORK=""
 cleanup() { if [[ -n "$WORK" ]]; then rm -rf "$WORK"; fi; }
 trap cleanup EXIT
 
+# Sets DEBIAN_IMAGE (functions set globals, not $(...) output, so the EXIT trap sees WORK).
 debian_image() {
   local image="taskline-local/debian:$SUITE-$(printf '%s' "$SUITE $MIRROR minbase" | sha256sum | cut -c1-12)"
-  if have_image "$image"; then echo "$image"; return; fi
+  DEBIAN_IMAGE=$image
+  if have_image "$image"; then return; fi
   command -v debootstrap >/dev/null 2>&1 || die "debootstrap is missing (apt-get install debootstrap)"
   [[ -e "/usr/share/debootstrap/scripts/$SUITE" ]] || die "this debootstrap does not know '$SUITE'; upgrade it"
   WORK=$(mktemp -d /var/tmp/taskline-rootfs.XXXXXX)
@@ -59,31 +61,32 @@ debian_image() {
         - "$image" >/dev/null
   rm -rf "$WORK"; WORK=""
   say "made $image in $((SECONDS - started)) s"
-  echo "$image"
 }
 
-# derived NAME DOCKERFILE [EXTRA FILE...]: an image FROM the Debian base, built with host networking.
+# derived NAME DOCKERFILE: sets DERIVED to an image FROM the Debian base, built with host networking.
 derived() {
-  local name=$1 dockerfile=$2 base image started
-  base=$(debian_image)
-  image="taskline-local/$name:$SUITE-$(recipe_tag "$dockerfile" <(echo "$base"))"
-  if have_image "$image"; then echo "$image"; return; fi
+  local name=$1 dockerfile=$2 image started
+  debian_image
+  image="taskline-local/$name:$SUITE-$(recipe_tag "$dockerfile" <(echo "$DEBIAN_IMAGE"))"
+  DERIVED=$image
+  if have_image "$image"; then return; fi
   WORK=$(mktemp -d /var/tmp/taskline-image.XXXXXX)
   cp "$dockerfile" "$WORK/Dockerfile"
   cp /etc/ssl/certs/ca-certificates.crt "$WORK/" 2>/dev/null \
     || die "the host has no /etc/ssl/certs/ca-certificates.crt to trust the package registries with"
   started=$SECONDS
-  say "building $image from $base (once)"
-  docker build -q --network host --build-arg "DEBIAN_IMAGE=$base" -t "$image" "$WORK" >"$WORK/build.log" 2>&1 \
+  say "building $image from $DEBIAN_IMAGE (once)"
+  docker build -q --network host --build-arg "DEBIAN_IMAGE=$DEBIAN_IMAGE" -t "$image" "$WORK" >"$WORK/build.log" 2>&1 \
     || { tail -30 "$WORK/build.log" >&2; die "building $image failed (log above)"; }
   rm -rf "$WORK"; WORK=""
   say "made $image in $((SECONDS - started)) s"
-  echo "$image"
+  # Older recipes' images are of no further use.
+  docker images --format '{{.Repository}}:{{.Tag}}' "taskline-local/$name" | grep -vxF "$image" | xargs -r docker rmi >/dev/null 2>&1 || true
 }
 
 docker info >/dev/null 2>&1 || die "no Docker engine answers"
 
-if official "$OFFICIAL_NODE"; then node_image=$OFFICIAL_NODE; else node_image=$(derived node "$HERE/base-images/node.Dockerfile"); fi
-if official "$OFFICIAL_REDIS"; then redis_image=$OFFICIAL_REDIS; else redis_image=$(derived redis "$HERE/base-images/redis.Dockerfile"); fi
+if official "$OFFICIAL_NODE"; then node_image=$OFFICIAL_NODE; else derived node "$HERE/base-images/node.Dockerfile"; node_image=$DERIVED; fi
+if official "$OFFICIAL_REDIS"; then redis_image=$OFFICIAL_REDIS; else derived redis "$HERE/base-images/redis.Dockerfile"; redis_image=$DERIVED; fi
 echo "NODE_IMAGE=$node_image"
 echo "REDIS_IMAGE=$redis_image"
