@@ -75,14 +75,12 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<Running
     const { startRedisContainer } = await import('./redis-container.js');
     const dir = await mkdtemp(path.join(os.tmpdir(), 'taskline-redis-'));
     const certs = resolved.tls ? (resolved.certs ?? (await makeCertBundle({ dir: path.join(dir, 'tls') }))) : undefined;
-    let started: Awaited<ReturnType<typeof startRedisContainer>> | undefined;
+    // Added to `running` only once started, so these never run before `started` is set.
     const tracked: Tracked = {
-      stop: async () => {
-        await started?.server.stop();
-      },
-      killSync: () => started?.removeSync(),
+      stop: () => started.server.stop(),
+      killSync: () => started.removeSync(),
     };
-    started = await startRedisContainer(resolved, certs, dir, () => running.delete(tracked));
+    const started = await startRedisContainer(resolved, certs, dir, () => running.delete(tracked));
     running.add(tracked);
     return started.server;
   }
