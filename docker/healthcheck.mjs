@@ -27,7 +27,7 @@ if (url === undefined) {
   process.exit(1);
 }
 try {
-  const res = await fetch(url, { signal: AbortSignal.timeout(4000) });
+  const res = await fetch(url, { signal: globalThis.AbortSignal.timeout(4000) });
   const body = await res.text();
   if (!res.ok) console.error(`healthcheck: ${url} answered ${res.status}: ${body.slice(0, 500)}`);
   process.exit(res.ok ? 0 : 1);

@@ -29,9 +29,11 @@ COMPOSE_FILE_PATH=compose/docker-compose.prod.yml
 STARTED_DOCKERD=""
 COMPOSE=""
 
+CHECKS_PID=""
 cleanup() {
   local rc=$?
   set +e
+  if [[ -n "$CHECKS_PID" ]]; then kill "$CHECKS_PID" 2>/dev/null; wait "$CHECKS_PID" 2>/dev/null; fi
   if [[ -n "$COMPOSE" && "${TEST_COMPOSE_KEEP:-}" != 1 ]]; then
     $COMPOSE -p "$PROJECT" -f "$COMPOSE_FILE_PATH" down -v --remove-orphans -t 10 >/dev/null 2>&1
     docker ps -aq --filter "label=taskline.test-compose=$PROJECT" | xargs -r docker rm -f -v >/dev/null 2>&1
@@ -109,7 +111,10 @@ export COMPOSE_PROJECT_NAME=$PROJECT TEST_COMPOSE_FILE=$COMPOSE_FILE_PATH TEST_C
   TASKLINE_LOCK_DURATION_MS=5000 TASKLINE_STALLED_INTERVAL_MS=5000 TASKLINE_SHUTDOWN_GRACE_MS=30000
 say "checks against $COMPOSE_FILE_PATH (project $PROJECT)"
 rc=0
-node --import tsx test/compose/checks.ts || rc=$?
+# In the background and waited for, so a signal reaches the trap at once (and the trap ends it).
+node --import tsx test/compose/checks.ts & CHECKS_PID=$!
+wait "$CHECKS_PID" || rc=$?
+CHECKS_PID=""
 
 # ---- 5. the connection suite on Redis containers ---------------------------------------------
 if [[ "${TEST_COMPOSE_SKIP_CONTAINER_SUITE:-}" != 1 ]]; then
