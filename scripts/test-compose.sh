@@ -121,7 +121,10 @@ if [[ "${TEST_COMPOSE_SKIP_CONTAINER_SUITE:-}" != 1 ]]; then
   say "test/shared/tls-connections.test.ts with TASKLINE_TEST_REDIS=container ($REDIS_IMAGE)"
   # The reaper (testcontainers/ryuk) cannot be pulled where no registry answers; the harness
   # removes its containers itself, and the trap above removes any left.
+  # The containers' ports are published on the host: reach them on loopback (testcontainers may
+  # otherwise pick the bridge gateway, which the suite's certificates do not name).
   TASKLINE_TEST_REDIS=container TASKLINE_TEST_REDIS_IMAGE=$REDIS_IMAGE TESTCONTAINERS_RYUK_DISABLED=true \
+    TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1 \
     npx mocha test/shared/tls-connections.test.ts || rc=1
 fi
 exit "$rc"
