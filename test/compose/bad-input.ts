@@ -68,6 +68,19 @@ async function becomesHealthy(id: string, timeoutMs: number): Promise<{ restarts
   return { restarts: c.restartCount, ms: Date.now() - started };
 }
 
+/** The first log line matching `pattern`, waited for; the error shows the log's last lines. */
+async function logLine(id: string, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
+  let log = '';
+  try {
+    return await waitFor(`a log line matching ${pattern}`, timeoutMs, async () => {
+      log = await logsOf(id);
+      return log.split('\n').find(l => pattern.test(l));
+    });
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last lines:\n${log.trim().split('\n').slice(-4).join('\n')}`);
+  }
+}
+
 /** A file the container user's group may read, as compose/README.md step 3 makes them. */
 function groupReadable(file: string): void {
   chownSync(file, 0, FILES_GID);
@@ -97,9 +110,7 @@ export function badInputChecks(stack: Stack): Check[] {
         }, { '/run/late': dir });
         try {
           await staysUnhealthy(id, 10_000);
-          const log = await logsOf(id);
-          expect(log, 'the log names the variable and the file').to.match(/REDIS_PASSWORD_FILE/).and.match(/\/run\/late\/redis_worker_password/);
-          const cause = log.split('\n').find(l => /REDIS_PASSWORD_FILE/.test(l)) ?? '';
+          const cause = await logLine(id, /REDIS_PASSWORD_FILE.*\/run\/late\/redis_worker_password/);
           copyFileSync(path.join(secretsDir, 'redis_worker_password'), path.join(dir, 'redis_worker_password'));
           groupReadable(path.join(dir, 'redis_worker_password'));
           const { restarts, ms } = await becomesHealthy(id, 120_000);
@@ -121,13 +132,11 @@ export function badInputChecks(stack: Stack): Check[] {
         const id = await cloneWorker(stack, `${stack.project}-wrong-ca`, {}, { '/tls/ca.crt': ca });
         try {
           await staysUnhealthy(id, 10_000);
-          const log = await logsOf(id);
-          const cause = log.split('\n').find(l => /certificate|REDIS_CA_CERT/i.test(l));
-          expect(cause, 'a log line naming the certificate problem').to.be.a('string');
+          const cause = await logLine(id, /certificate.*REDIS_CA_CERT|REDIS_CA_CERT.*certificate/i);
           // In place (same inode), as a bind-mounted single file only sees content written into it.
           writeFileSync(ca, readFileSync(path.join(certsDir, 'ca.crt')));
           const { restarts, ms } = await becomesHealthy(id, 120_000);
-          return `log: "${(cause ?? '').slice(0, 200)}"; healthy ${Math.round(ms / 1000)} s after the fix (${restarts} restarts by the engine's restart policy)`;
+          return `log: "${cause.slice(0, 200)}"; healthy ${Math.round(ms / 1000)} s after the fix (${restarts} restarts by the engine's restart policy)`;
         } finally {
           await remove(id);
           rmSync(dir, { recursive: true, force: true });
@@ -142,12 +151,10 @@ export function badInputChecks(stack: Stack): Check[] {
         const id = await cloneWorker(stack, `${stack.project}-no-backend`, {}, {});
         try {
           await staysUnhealthy(id, 10_000);
-          const log = await logsOf(id);
-          const cause = log.split('\n').find(l => /result backend/i.test(l));
-          expect(cause, 'a log line naming the result backend').to.be.a('string');
+          const cause = await logLine(id, /result backend/i);
           await stack.compose(['start', 'redis-backend'], 60_000);
           const { restarts, ms } = await becomesHealthy(id, 120_000);
-          return `log: "${(cause ?? '').slice(0, 200)}"; healthy ${Math.round(ms / 1000)} s after the backend came back (${restarts} restarts)`;
+          return `log: "${cause.slice(0, 200)}"; healthy ${Math.round(ms / 1000)} s after the backend came back (${restarts} restarts)`;
         } finally {
           await remove(id);
           await stack.compose(['start', 'redis-backend'], 60_000).catch(() => '');
