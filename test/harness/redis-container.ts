@@ -122,7 +122,9 @@ export async function startRedisContainer(
     pause: () => unsupported('pause'),
     resume: () => unsupported('resume'),
     restart: async () => {
-      await container.restart();
+      // SIGTERM first (testcontainers' default is an immediate SIGKILL), as the local harness stops
+      // its server: Redis closes its clients, so no connection is left half-open behind Docker's proxy.
+      await container.restart({ timeout: 10_000 });
       // Docker may map a different host port after a restart.
       port = container.getMappedPort(CONTAINER_PORT);
     },
