@@ -120,7 +120,11 @@ done
 
 render() {
   # Redis ACL files allow no comments: the header lives in docs/OPERATIONS.md.
-  echo "user default off resetpass nopass resetkeys resetchannels -@all"
+  # default: off, no password and no nopass, so no client can be it. Its permissions stay whole
+  # because Redis replays the AOF as the default user and re-checks its ACL at each EXEC: with
+  # -@all every MULTI/EXEC in the AOF (all of BullMQ's script effects) is refused at load and
+  # the jobs silently vanish on a restart (redis/redis#14541, fixed in later releases only).
+  echo "user default off resetpass ~* &* +@all"
   for user in producer worker scheduler; do
     echo "user $user on resetpass #${HASH[$user]} $SCOPE -@all $CONNECTION $APP"
   done
