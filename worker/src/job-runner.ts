@@ -61,6 +61,12 @@ export function createJobProcessor(deps: JobRunnerDeps) {
   const { tasks, queue, metrics } = deps;
   const known = [...tasks.tasks.keys()];
   const misrouted = new Set<string>();
+  const backoffs = new Map<string, ReturnType<typeof encodeBackoff>>();
+  const backoffOf = (task: ResolvedTask): ReturnType<typeof encodeBackoff> => {
+    let b = backoffs.get(task.name);
+    if (!b) backoffs.set(task.name, (b = encodeBackoff(task.backoff)));
+    return b;
+  };
   // Label-bound metric children, made once: looking labels up per job is measurable.
   const latency = metrics.latency.labels({ queue });
   const active = metrics.active.labels({ queue });
@@ -151,7 +157,7 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     // Only what the caller set travels with the job; the task's definition fills the rest, on
     // every attempt (BullMQ decides retries and backoff from these in-memory options).
     if (!job.opts.attempts) job.opts.attempts = task.attempts;
-    job.opts.backoff ??= encodeBackoff(task.backoff);
+    job.opts.backoff ??= backoffOf(task);
     base.attempts = job.opts.attempts;
     const timeoutMs = meta.timeoutMs === undefined ? task.timeoutMs : Math.min(meta.timeoutMs, task.timeoutMs ?? meta.timeoutMs);
     base.timeoutMs = timeoutMs;
