@@ -6,8 +6,9 @@ const explicit = process.argv.slice(2).some(arg => /\.(ts|js|mjs)$/.test(arg) &&
 module.exports = {
   ...(explicit ? {} : { spec: ['test/**/*.test.ts'], ignore: ['test/faults/**'] }),
   'node-option': ['import=tsx'],
+  // After the last test, nothing may be left running (no --exit: a leak fails the run, by name).
+  require: ['test/leak-check.ts'],
   timeout: 60000,
   slow: 5000,
-  exit: true,
   reporter: 'spec',
 };

@@ -1,0 +1,28 @@
+// A root hook plugin (.mocharc.cjs `require`): after the last test, nothing the suites started may
+// still run — no socket, server, child process or timer keeping the event loop alive. Mocha runs
+// without --exit, so a leak would otherwise hang the run instead of naming itself.
+import { getActiveResourcesInfo } from 'node:process';
+
+/** Resource kinds that belong to the test runner itself. */
+const RUNNER = new Set(['TTYWrap', 'PipeWrap', 'FSReqCallback', 'Immediate', 'PromiseResolveThenableJob']);
+
+function leaks(): string[] {
+  return getActiveResourcesInfo().filter(kind => !RUNNER.has(kind));
+}
+
+export const mochaHooks = {
+  async afterAll(this: Mocha.Context): Promise<void> {
+    this.timeout(15_000);
+    const deadline = Date.now() + 10_000;
+    // Closing sockets and exiting children take a moment: wait for them, bounded.
+    while (leaks().length > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100).unref());
+    const left = leaks();
+    if (left.length > 0) {
+      const counts = left.reduce<Record<string, number>>((acc, kind) => ({ ...acc, [kind]: (acc[kind] ?? 0) + 1 }), {});
+      const message = `Handles left open after the last test (they keep the process alive): ${JSON.stringify(counts)}; close what the test started.`;
+      // Whatever leaked must not hang CI: fail loudly, then leave once mocha has reported.
+      setTimeout(() => process.exit(process.exitCode || 1), 5000).unref();
+      throw new Error(message);
+    }
+  },
+};
