@@ -285,7 +285,8 @@ export class Producer {
     const record = await this.results.get(id);
     if (record && isTerminalState(record.state)) return record;
     // Only a record ends a wait: a job the broker failed without one gets it from a worker's sweep.
-    if (!record && !(await this.#findOnBroker(id)) && !(await this.results.get(id))) {
+    // The broker only tells an unknown id apart: if it cannot answer now, the (bounded) wait goes on.
+    if (!record && !(await this.#findOnBroker(id).catch(() => 'unreachable')) && !(await this.results.get(id))) {
       throw new JobNotFoundError(id, ' in the result backend or on the broker');
     }
     const { onProgress, onEvent } = options;
