@@ -17,7 +17,7 @@ import {
   type ConnectionOptions,
   type TasklineConnections,
 } from '@taskline/shared';
-import { addJobs, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
+import { addJobs, EnqueueBulkError, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
 import { JobNotFoundError, JobStateError, PayloadTooLargeError, ValidationError } from './errors.js';
 import { findOnBroker, recordFromBroker, type BrokerJob } from './job-lookup.js';
 import { QueueInspector } from './inspector.js';
@@ -214,6 +214,8 @@ export class Producer {
   }
 
   #mapError(err: unknown): Error {
+    // A partial bulk keeps its outcomes; its cause is named like any other error (e.g. REDIS_OOM).
+    if (err instanceof EnqueueBulkError && !(err.cause instanceof TasklineError)) return new EnqueueBulkError(err.outcomes, this.#mapError(err.cause));
     if (err instanceof TasklineError) return err;
     return toConnectionError(err, this.connections.broker.target);
   }
