@@ -316,7 +316,11 @@ export class Producer {
     }
     if (record?.state === 'REVOKED') return record;
     const found = record ? null : await this.#findOnBroker(id);
-    if (!record && !found) throw new JobNotFoundError(id, ' in the result backend or on the broker');
+    if (!record && !found) {
+      // It may have ended and left the broker between the two reads: its record, written first, says how.
+      if (await this.results.get(id)) return this.revoke(id, reason);
+      throw new JobNotFoundError(id, ' in the result backend or on the broker');
+    }
     if (found && (found.brokerState === 'completed' || found.brokerState === 'failed')) {
       throw new JobStateError(id, found.brokerState, `Job ${id} already ${found.brokerState}; there is nothing to revoke.`);
     }
