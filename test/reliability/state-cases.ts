@@ -83,6 +83,29 @@ function finals(history: History): JobResultRecord[] {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 0. The checker itself, end to end
+
+/**
+ * Three jobs end SUCCESS; then, behind the system's back, one record is rewritten to STARTED and
+ * another deleted (raw redis-cli on the result backend): the history must report both.
+ */
+export async function tamperedRecords(): Promise<StateSummary> {
+  const cluster = await startCluster();
+  const workers = await startWorkers(cluster, 1);
+  const producer = producerFor(cluster);
+  const history = watch(cluster, producer, { settleMs: 10_000 });
+  const ids = (await history.enqueueBulk([0, 1, 2].map(n => ({ task: 'work', data: { n } })))).map(r => r.id);
+  await until(async () => [...(await producer.results.getMany(ids)).values()].every(r => r?.state === 'SUCCESS'), 10_000, 'three jobs done');
+  await sleep(600); // the sampler sees them final
+  const [reopened = '', deleted = ''] = ids;
+  await cluster.backend.cli('HSET', `${cluster.prefix}:result:{${reopened}}`, 'state', 'STARTED');
+  await cluster.backend.cli('DEL', `${cluster.prefix}:result:{${deleted}}`);
+  const checked = await history.check({ settleMs: 1500 });
+  await stopWorkers(workers);
+  return { case: 'checker self-test: a final record reopened, another deleted', history: checked, reopened, deleted };
+}
+
+// ---------------------------------------------------------------------------------------------
 // 1. Idempotency keys
 
 /**

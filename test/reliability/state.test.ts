@@ -10,6 +10,15 @@ describe('one truth per job (issue 9, short)', function () {
   this.timeout(120_000);
   installFaultSuiteChecks();
 
+  it('0. the checker notices a final record changed or deleted behind the system\'s back (it can fail)', async function () {
+    const s = await cases.tamperedRecords();
+    const h = s.history;
+    expect(h.finalChanged, 'reopened and deleted records').to.equal(2);
+    expect(h.lost, 'two jobs no longer final').to.equal(2);
+    expect(h.disagreements, 'STARTED record, job gone from the broker').to.equal(1);
+    expect(h.samples.finalChanged?.join(' ')).to.include(s['reopened'] as string).and.to.include(s['deleted'] as string);
+  });
+
   it('1a. an idempotency key under a broker at maxmemory: no "deduplicated" without a job; once freed, one job that finishes', async function () {
     const s = await cases.idempotencyUnderOom({ parallel: 50, settleMs: 30_000 });
     checkState(s);
