@@ -66,10 +66,13 @@ describe('one truth per job (issue 9, long)', function () {
     expect(s['runOutcomes']).to.deep.equal({ TimeLimitError: 60 });
   });
 
-  it('6. the broker out of memory for 20 s with a backlog: REDIS_OOM, /readyz 503 then 200, bounded logs, partial bulks resent without duplicates', async function () {
-    const s = await cases.oomReporting({ workers: 3, backlog: 2000, faultMs: 20_000, bulk: 300, payloadBytes: 8000, settleMs: 180_000 });
+  it('6. the broker out of memory for 20 s with a 2,000-job backlog: REDIS_OOM, /readyz 503 then 200, bounded logs, partial bulks resent without duplicates', async function () {
+    // 100 jobs of 8 kB: the HTTP body stays under the API's default limit (2 × the 512 KiB payload cap).
+    const s = await cases.oomReporting({ workers: 3, backlog: 2000, faultMs: 20_000, bulk: 100, payloadBytes: 8000, settleMs: 180_000 });
     checkState(s);
     expect(s['enqueueDuringOom']).to.equal('REDIS_OOM');
+    expect((s['libraryPartial'] as { code: string }).code).to.equal('REDIS_OOM');
+    expect((s['httpPartial'] as { status: number }).status).to.equal(207);
     expect(s['httpDuringOom']).to.deep.equal({ status: 503, code: 'REDIS_OOM' });
     expect(s['allUnreadyAfterMs']).to.be.at.least(0);
     expect(s['allReadyAgainAfterMs']).to.be.at.least(0);

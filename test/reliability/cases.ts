@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { expect } from 'chai';
 import type { Producer } from '@taskline/producer';
-import { History, type HistoryReport } from './history.js';
+import { History, type HistoryOptions, type HistoryReport } from './history.js';
 import { readRuns } from './exec-log.js';
 import {
   account,
@@ -75,8 +75,8 @@ async function probe(cluster: Cluster, history: History, timeoutMs: number): Pro
 }
 
 /** A history of the case's jobs, sampling from now on; its waiters outlast the case's settle bound. */
-export function watch(cluster: Cluster, producer: Producer, size: { settleMs: number }): History {
-  return new History({ cluster, producer, apiToken: API_TOKEN, waitTimeoutMs: size.settleMs + 60_000 }).start();
+export function watch(cluster: Cluster, producer: Producer, size: { settleMs: number }, options: Partial<HistoryOptions> = {}): History {
+  return new History({ cluster, producer, apiToken: API_TOKEN, waitTimeoutMs: size.settleMs + 60_000, ...options }).start();
 }
 
 function workerEnv(size: FaultSize, extra: Record<string, string> = {}): Record<string, string> {
@@ -302,7 +302,8 @@ export async function backendDown(size: FaultSize, writeDeadlineMs: number): Pro
   const maxAttempt = Math.max(...records.map(r => r?.attempt ?? 0));
   const logs = workers.map(w => w.output.join('')).join('');
   if (process.env['RELIABILITY_KEEP_LOGS']) writeFileSync(process.env['RELIABILITY_KEEP_LOGS'], logs);
-  const writeFailures = (logs.match(/Could not store the job state in the result backend/g) ?? []).length;
+  // An attempt failed on its result write: its handler completed, yet the job ran again as a later attempt.
+  const writeFailures = [...readRuns(cluster.execLog).values()].reduce((n, runs) => n + runs.filter(r => r.outcome === 'ok' && runs.some(l => l.attempt > r.attempt)).length, 0);
   const checked = await history.check({ settleMs: size.settleMs });
   await stopWorkers(workers);
   return {

@@ -54,7 +54,7 @@ describe('history checker (made-up histories)', function () {
     const j = cleanJob('a');
     j.job.finalRecord = null;
     j.job.finals = [];
-    j.job.waiter = { done: true, error: { name: 'ResultTimeoutError', code: 'RESULT_TIMEOUT' } };
+    j.job.waiter = { done: true, error: { name: 'ResultTimeoutError', code: 'RESULT_TIMEOUT', message: 'timed out', afterMs: 1000 } };
     const report = evaluate([j]);
     expect(report.lost).to.equal(1);
     expect(report.waiterWrong, 'its waiter timed out').to.equal(1);

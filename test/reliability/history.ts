@@ -57,7 +57,7 @@ export interface JobHistory {
   /** The latest non-final observation (its read's send time), for "non-final after final". */
   lastOpen: { at: number; state: string; source: string } | null;
   observations: number;
-  waiter: { done: false } | { done: true; record?: JobResultRecord; error?: { name: string; code: string | undefined } };
+  waiter: { done: false } | { done: true; record?: JobResultRecord; error?: { name: string; code: string | undefined; message: string; afterMs: number } };
   finalRecord?: JobResultRecord | null;
   broker?: string;
 }
@@ -75,6 +75,12 @@ export interface HistoryOptions {
   sampleEveryMs?: number;
   /** Records read per sample, round robin over the jobs. @defaultValue 1000 */
   sampleBatch?: number;
+  /**
+   * Waiters pending at once; later ones start as earlier ones answer (a waiter that starts after
+   * its job ended gets the final record at once). Bounds the test process's own load in the
+   * 50,000-job case. @defaultValue 5000
+   */
+  maxPendingWaiters?: number;
 }
 
 export interface CheckOptions {
@@ -145,13 +151,15 @@ export class History {
   readonly #abort = new AbortController();
   // One signal ends every waiter at the end of a case: thousands of listeners, on purpose.
   readonly #waiters = new Set<Promise<void>>();
+  readonly #waiterQueue: Array<() => void> = [];
+  #pendingWaiters = 0;
   #cursor = 0;
   #sampling: Promise<void> | null = null;
   #stopped = false;
   #sampleErrors = 0;
 
   constructor(options: HistoryOptions) {
-    this.#o = { sampleEveryMs: 250, sampleBatch: 1000, apiToken: '', ...options };
+    this.#o = { sampleEveryMs: 250, sampleBatch: 1000, apiToken: '', maxPendingWaiters: 5000, ...options };
     setMaxListeners(0, this.#abort.signal);
   }
 
@@ -193,8 +201,25 @@ export class History {
     job.via.add(via);
     if (job.acknowledged) return;
     job.acknowledged = true;
-    const waiter = this.#o.producer
-      .waitForResult(id, {
+    const waiter = this.#waiterSlot().then(() => this.#wait(job));
+    this.#waiters.add(waiter);
+    void waiter.finally(() => this.#waiters.delete(waiter));
+  }
+
+  /** Resolves when fewer than maxPendingWaiters wait (at once, or when one answers). */
+  #waiterSlot(): Promise<void> {
+    if (this.#pendingWaiters < this.#o.maxPendingWaiters) {
+      this.#pendingWaiters += 1;
+      return Promise.resolve();
+    }
+    return new Promise(resolve => this.#waiterQueue.push(resolve));
+  }
+
+  #wait(job: JobHistory): Promise<void> {
+    if (this.#abort.signal.aborted) return this.#release();
+    const startedAt = Date.now();
+    return this.#o.producer
+      .waitForResult(job.id, {
         timeoutMs: this.#o.waitTimeoutMs,
         signal: this.#abort.signal,
         // Only final events: a non-final one may arrive after a later write (no time it was true is known).
@@ -209,11 +234,17 @@ export class History {
         },
         (err: unknown) => {
           const e = errorOf(err);
-          if (e.code !== 'ABORTED') job.waiter = { done: true, error: { name: e.name, code: e.code } };
+          if (e.code !== 'ABORTED') job.waiter = { done: true, error: { name: e.name, code: e.code, message: e.message.slice(0, 120), afterMs: Date.now() - startedAt } };
         },
-      );
-    this.#waiters.add(waiter);
-    void waiter.finally(() => this.#waiters.delete(waiter));
+      )
+      .finally(() => this.#release());
+  }
+
+  #release(): Promise<void> {
+    const next = this.#waiterQueue.shift();
+    if (next) next();
+    else this.#pendingWaiters -= 1;
+    return Promise.resolve();
   }
 
   /** A job made by another process (a bin, the beat, the HTTP API): watched like any acknowledged job. */
@@ -537,7 +568,8 @@ export function evaluateHistory(input: HistoryInput): HistoryReport {
         flag('waiterWrong', job.id, `waiter got ${waiter.record.state}, final record ${state}`);
       }
     } else if (FINAL.has(state) || expectFinal) {
-      flag('waiterWrong', job.id, waiter.done ? `waiter failed: ${waiter.error?.name} ${waiter.error?.code}` : `waiter never answered (record ${state})`);
+      const e = waiter.done ? waiter.error : undefined;
+      flag('waiterWrong', job.id, e ? `waiter failed after ${e.afterMs} ms: ${e.name} ${e.code} (${e.message}); record ${state}` : `waiter never answered (record ${state})`);
     }
 
     // 3. Record and broker agree.

@@ -41,7 +41,8 @@ export async function load(size: LoadSize): Promise<Summary> {
   await Promise.all(workers.map(w => w.ready()));
   const api = await spawnApi(cluster, poolEnv);
   const producer = producerFor(cluster, { connection: { maxConnections: size.maxConnections } });
-  const history = watch(cluster, producer, size);
+  // Waiters for 50,000 jobs at once would make this process (the clients) the bottleneck.
+  const history = watch(cluster, producer, size, { maxPendingWaiters: 1000 });
   const rssStartKb = workers.map(w => w.rssKb());
 
   const processes = [...workers.map((w, i) => ({ name: `worker${i + 1}`, pid: w.pid })), { name: 'api', pid: api.pid }, { name: 'library', pid: process.pid }];
