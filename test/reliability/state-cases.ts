@@ -14,6 +14,7 @@ import { expectHistoryClean, historyFigures, type History, type HistoryReport } 
 import {
   allOutput,
   executions,
+  clientsByName,
   producerFor,
   report,
   spawnApi,
@@ -21,6 +22,7 @@ import {
   spawnWorker,
   startCluster,
   until,
+  type CliProcess,
   type Cluster,
   type WorkerProcess,
 } from './support.js';
@@ -153,10 +155,11 @@ export async function idempotencyUnderOom(size: { parallel: number; settleMs: nu
 }
 
 /**
- * The broker SIGKILLed; a keyed enqueue started from a producer process, SIGKILLed `killAfterMs`
- * later; the broker restarted on its AOF (before the kill in "restart first" rounds, so the add may
- * land); the same key retried from the bin, the library and the bin with --wait: one job, which
- * finishes, and the waiting bin gets its result.
+ * A keyed enqueue from a producer process that dies, then the same key retried from the bin, the
+ * library and the bin with --wait: one job, it finishes, the waiting bin gets its result. Even
+ * rounds: the broker SIGKILLed, the bin started and SIGKILLed `killAfterMs` later, the broker
+ * restarted on its AOF. Odd rounds: the bin SIGKILLed 0–30 ms after its broker connection appears
+ * (its add may or may not land), then the broker SIGKILLed and restarted on its AOF.
  */
 export async function idempotencyProducerCrash(size: { rounds: number; killAfterMs: number; settleMs: number }): Promise<StateSummary> {
   const cluster = await startCluster({ appendonly: true });
@@ -164,19 +167,37 @@ export async function idempotencyProducerCrash(size: { rounds: number; killAfter
   const producer = producerFor(cluster);
   const history = watch(cluster, producer, size);
   await history.enqueue('work', { n: -1 });
+  const producerConnections = async (): Promise<number> =>
+    Object.entries(await clientsByName(cluster.broker)).reduce((n, [name, count]) => n + (name.startsWith('taskline:producer:broker') ? count : 0), 0);
   const rounds: Array<Record<string, unknown>> = [];
   for (let i = 0; i < size.rounds; i++) {
-    const restartFirst = i % 2 === 1;
+    const midAdd = i % 2 === 1;
     const key = `crash-${i}-${randomUUID()}`;
     const args = ['enqueue', 'work', '--data', JSON.stringify({ ms: 200, n: i }), '--idempotency-key', key];
-    cluster.broker.kill('SIGKILL');
-    await sleep(200);
-    const first = spawnProducerCli(cluster, args);
-    if (restartFirst) await cluster.broker.restart();
-    await sleep(size.killAfterMs);
-    first.child.kill('SIGKILL');
-    const firstExit = await first.exited;
-    if (!restartFirst) await cluster.broker.restart();
+    let first: CliProcess;
+    if (midAdd) {
+      const before = await producerConnections();
+      first = spawnProducerCli(cluster, args);
+      await until(async () => first.child.exitCode !== null || (await producerConnections()) > before, 30_000, 'the producer bin connected', 5);
+      await sleep(Math.random() * 30);
+      first.child.kill('SIGKILL');
+      await first.exited;
+      cluster.broker.kill('SIGKILL');
+      await sleep(200);
+      await cluster.broker.restart();
+    } else {
+      cluster.broker.kill('SIGKILL');
+      await sleep(200);
+      first = spawnProducerCli(cluster, args);
+      await sleep(size.killAfterMs);
+      first.child.kill('SIGKILL');
+      await first.exited;
+      await cluster.broker.restart();
+    }
+    const firstExit = first.child.exitCode;
+    // It may have finished before the kill: then a client was told the job exists.
+    const firstId = first.stdout.join('').trim();
+    if (firstExit === 0 && firstId) history.adopt(firstId, 'producer bin');
 
     const started = Date.now();
     const retry = spawnProducerCli(cluster, args);
@@ -193,7 +214,7 @@ export async function idempotencyProducerCrash(size: { rounds: number; killAfter
       waitedState = null;
     }
     rounds.push({
-      restartFirst,
+      variant: midAdd ? 'killed as it connected' : 'killed while the broker was down',
       firstExit,
       firstOutput: first.output.join('').trim().slice(0, 200) || null,
       retryExit,
@@ -208,7 +229,7 @@ export async function idempotencyProducerCrash(size: { rounds: number; killAfter
   }
   const checked = await history.check({ settleMs: size.settleMs });
   await stopWorkers(workers);
-  return { case: `idempotency key, producer bin SIGKILLed while the broker is down, ${size.rounds} rounds`, history: checked, rounds };
+  return { case: `idempotency key retried after the producer bin was SIGKILLed (broker down, or mid-add) and the broker restarted, ${size.rounds} rounds`, history: checked, rounds };
 }
 
 // ---------------------------------------------------------------------------------------------
