@@ -10,6 +10,7 @@
 // its read was sent: a non-final state read *after* a final one is proof the final state changed,
 // never an artefact of reply order. Two different final states seen at any times are proof too.
 import { setMaxListeners } from 'node:events';
+import { request as httpRequest } from 'node:http';
 import { Queue } from 'bullmq';
 import type { BulkJob, BulkJobOutcome, EnqueueResult, Producer } from '@taskline/producer';
 import type { JobResultRecord, JobState } from '@taskline/shared';
@@ -319,13 +320,37 @@ export class History {
     }
   }
 
-  async #post(url: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${this.#o.apiToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify(body),
+  /**
+   * One POST on a connection of its own: a kept-alive socket reused just as the server's
+   * keep-alive timeout closes it fails the request ("other side closed"), which under a loaded
+   * test process happened to a bulk POST, whose outcome is then unknown.
+   */
+  #post(url: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+    const payload = JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(
+        url,
+        {
+          method: 'POST',
+          agent: false,
+          headers: { authorization: `Bearer ${this.#o.apiToken}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        },
+        res => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            try {
+              resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown> });
+            } catch (err) {
+              reject(err instanceof Error ? err : new Error(String(err)));
+            }
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
     });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   }
 
   /** POST /api/v1/jobs: 202 with the job, or an error status and code. */
