@@ -31,7 +31,12 @@ export async function findOnBroker(
   const replies = (await pipeline.exec()) ?? [];
   const index = replies.findIndex(([err, value]) => !err && value === 1);
   const name = queues[index];
-  if (index < 0 || name === undefined) return null;
+  if (index < 0 || name === undefined) {
+    // A lookup that failed (broker unreachable) is not "no such job".
+    const failed = replies.find(([err]) => err)?.[0];
+    if (failed) throw failed;
+    return null;
+  }
   const q = await queue(name);
   const job = await Job.fromId(q, id);
   if (!job) return null;

@@ -18,7 +18,7 @@ import {
   type ConnectionOptions,
   type TasklineConnections,
 } from '@taskline/shared';
-import { addJobs, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
+import { addJobs, EnqueueBulkError, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
 import { JobNotFoundError, JobStateError, PayloadTooLargeError, ValidationError } from './errors.js';
 import { findOnBroker, recordFromBroker, type BrokerJob } from './job-lookup.js';
 import { QueueInspector } from './inspector.js';
@@ -223,6 +223,8 @@ export class Producer {
   }
 
   #mapError(err: unknown): Error {
+    // A partial bulk keeps its outcomes; its cause is named like any other error (e.g. REDIS_OOM).
+    if (err instanceof EnqueueBulkError && !(err.cause instanceof TasklineError)) return new EnqueueBulkError(err.outcomes, this.#mapError(err.cause));
     if (err instanceof TasklineError) return err;
     return toConnectionError(err, this.connections.broker.target);
   }
@@ -297,7 +299,8 @@ export class Producer {
     const record = await this.results.get(id);
     if (record && isTerminalState(record.state)) return record;
     // Only a record ends a wait: a job the broker failed without one gets it from a worker's sweep.
-    if (!record && !(await this.#findOnBroker(id)) && !(await this.results.get(id))) {
+    // The broker only tells an unknown id apart: if it cannot answer now, the (bounded) wait goes on.
+    if (!record && !(await this.#findOnBroker(id).catch(() => 'unreachable')) && !(await this.results.get(id))) {
       throw new JobNotFoundError(id, ' in the result backend or on the broker');
     }
     const { onProgress, onEvent } = options;
@@ -380,7 +383,11 @@ export class Producer {
     }
     if (record?.state === 'REVOKED') return record;
     const found = record ? null : await this.#findOnBroker(id);
-    if (!record && !found) throw new JobNotFoundError(id, ' in the result backend or on the broker');
+    if (!record && !found) {
+      // It may have ended and left the broker between the two reads: its record, written first, says how.
+      if (await this.results.get(id)) return this.revoke(id, reason);
+      throw new JobNotFoundError(id, ' in the result backend or on the broker');
+    }
     if (found && (found.brokerState === 'completed' || found.brokerState === 'failed')) {
       throw new JobStateError(id, found.brokerState, `Job ${id} already ${found.brokerState}; there is nothing to revoke.`);
     }

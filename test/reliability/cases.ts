@@ -1,8 +1,10 @@
 // The fault and load cases, each parameterised by size. Every case returns a summary with exact
 // accounting (jobs, completed, lost, duplicated) plus what it measured; the test files assert on it.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { expect } from 'chai';
 import type { Producer } from '@taskline/producer';
+import { History, type HistoryOptions, type HistoryReport } from './history.js';
+import { readRuns } from './exec-log.js';
 import {
   account,
   enqueueWork,
@@ -12,12 +14,14 @@ import {
   spawnWorker,
   startCluster,
   until,
+  API_TOKEN,
   type Accounting,
   type Cluster,
   type WorkerProcess,
 } from './support.js';
 
-export type Summary = Accounting & { case: string } & Record<string, unknown>;
+/** Exact accounting, the history checker's report, and what the case measured. */
+export type Summary = Accounting & { case: string; history: HistoryReport } & Record<string, unknown>;
 
 export interface FaultSize {
   jobs: number;
@@ -53,14 +57,14 @@ async function allReady(workers: WorkerProcess[], timeoutMs: number): Promise<nu
 }
 
 /** Enqueues one quick job and returns how long until it has executed. */
-async function probe(cluster: Cluster, producer: Producer, timeoutMs: number): Promise<{ id: string; ms: number }> {
+async function probe(cluster: Cluster, history: History, timeoutMs: number): Promise<{ id: string; ms: number }> {
   const started = Date.now();
   const deadline = started + timeoutMs;
   let id = '';
   // The enqueue itself may fail while the system recovers: retry until the deadline.
   while (!id) {
     try {
-      id = (await producer.enqueue('work', { ms: 0 })).id;
+      id = (await history.enqueue('work', { ms: 0 })).id;
     } catch (err) {
       if (Date.now() > deadline) throw err;
       await new Promise(resolve => setTimeout(resolve, 200));
@@ -68,6 +72,11 @@ async function probe(cluster: Cluster, producer: Producer, timeoutMs: number): P
   }
   await until(() => executions(cluster).has(id), Math.max(1000, deadline - Date.now()), `probe job ${id} executed`, 100);
   return { id, ms: Date.now() - started };
+}
+
+/** A history of the case's jobs, sampling from now on; its waiters outlast the case's settle bound. */
+export function watch(cluster: Cluster, producer: Producer, size: { settleMs: number }, options: Partial<HistoryOptions> = {}): History {
+  return new History({ cluster, producer, apiToken: API_TOKEN, waitTimeoutMs: size.settleMs + 60_000, ...options }).start();
 }
 
 function workerEnv(size: FaultSize, extra: Record<string, string> = {}): Record<string, string> {
@@ -79,7 +88,8 @@ export async function sigkillWorker(size: FaultSize): Promise<Summary> {
   const cluster = await startCluster();
   const workers = await startWorkers(cluster, size.workers, workerEnv(size));
   const producer = producerFor(cluster);
-  const ids = await enqueueWork(producer, size.jobs, { ms: size.jobMs });
+  const history = watch(cluster, producer, size);
+  const ids = await enqueueWork(history, size.jobs, { ms: size.jobMs });
   await until(() => executions(cluster).size >= Math.ceil(size.jobs / 4), size.settleMs, 'a quarter of the jobs done');
   const victim = workers[0] as WorkerProcess;
   const inFlight = await inFlightOn(producer, ids, victim.pid);
@@ -90,10 +100,11 @@ export async function sigkillWorker(size: FaultSize): Promise<Summary> {
   await replacement.ready();
   const result = await account(cluster, producer, ids, size.settleMs);
   const allDoneMs = Date.now() - killedAt;
+  const checked = await history.check({ settleMs: size.settleMs });
   const codes = await stopWorkers([...workers.slice(1), replacement]);
   expect(codes.every(c => c === 0), `exit codes ${JSON.stringify(codes)}`).to.equal(true);
   const inFlightExecuted = inFlight.filter(id => executions(cluster).has(id)).length;
-  return { case: 'worker SIGKILL mid-job', ...result, workers: size.workers, inFlightOnKilled: inFlight.length, inFlightOnKilledCompleted: inFlightExecuted, allDoneAfterKillMs: allDoneMs };
+  return { case: 'worker SIGKILL mid-job', ...result, history: checked, workers: size.workers, inFlightOnKilled: inFlight.length, inFlightOnKilledCompleted: inFlightExecuted, allDoneAfterKillMs: allDoneMs };
 }
 
 /** A worker given SIGTERM under load: drains its in-flight jobs, exits 0; nothing lost or repeated. */
@@ -101,7 +112,8 @@ export async function sigtermWorker(size: FaultSize): Promise<Summary> {
   const cluster = await startCluster();
   const workers = await startWorkers(cluster, size.workers, workerEnv(size));
   const producer = producerFor(cluster);
-  const ids = await enqueueWork(producer, size.jobs, { ms: size.jobMs });
+  const history = watch(cluster, producer, size);
+  const ids = await enqueueWork(history, size.jobs, { ms: size.jobMs });
   await until(() => executions(cluster).size >= Math.ceil(size.jobs / 4), size.settleMs, 'a quarter of the jobs done');
   const victim = workers[0] as WorkerProcess;
   const inFlight = await inFlightOn(producer, ids, victim.pid);
@@ -111,9 +123,11 @@ export async function sigtermWorker(size: FaultSize): Promise<Summary> {
   const drainMs = Date.now() - signalledAt;
   expect(code, victim.output.join('').slice(-3000)).to.equal(0);
   const result = await account(cluster, producer, ids, size.settleMs);
+  const checked = await history.check({ settleMs: size.settleMs });
   await stopWorkers(workers.slice(1));
-  const drainedThere = inFlight.filter(id => readFileSync(cluster.execLog, 'utf8').includes(`${id} ${victim.pid} `)).length;
-  return { case: 'worker SIGTERM under load', ...result, exitCode: code, drainMs, inFlightOnSignalled: inFlight.length, finishedByTheDrainingWorker: drainedThere };
+  const runs = readRuns(cluster.execLog);
+  const drainedThere = inFlight.filter(id => runs.get(id)?.some(r => r.pid === victim.pid && r.outcome === 'ok')).length;
+  return { case: 'worker SIGTERM under load', ...result, history: checked, exitCode: code, drainMs, inFlightOnSignalled: inFlight.length, finishedByTheDrainingWorker: drainedThere };
 }
 
 interface EnqueueAttempt {
@@ -127,7 +141,7 @@ interface EnqueueAttempt {
  * Enqueues bulks of `bulk` jobs one after another until `stop()`; every call's outcome (and how
  * long a failing call took to reject) is kept.
  */
-function enqueueLoop(producer: Producer, jobMs: number, bulk: number): { attempts: EnqueueAttempt[]; stop: () => Promise<void> } {
+function enqueueLoop(history: History, jobMs: number, bulk: number): { attempts: EnqueueAttempt[]; stop: () => Promise<void> } {
   const attempts: EnqueueAttempt[] = [];
   let running = true;
   const loop = (async () => {
@@ -135,7 +149,7 @@ function enqueueLoop(producer: Producer, jobMs: number, bulk: number): { attempt
       const started = Date.now();
       const jobs = Array.from({ length: bulk }, () => ({ task: 'work', data: { ms: jobMs } }));
       try {
-        const res = await producer.enqueueBulk(jobs);
+        const res = await history.enqueueBulk(jobs);
         attempts.push({ ok: true, ids: res.map(r => r.id), ms: Date.now() - started });
         await new Promise(resolve => setTimeout(resolve, 20));
       } catch (err) {
@@ -175,24 +189,27 @@ export async function brokerRestart(size: FaultSize): Promise<Summary> {
   const cluster = await startCluster({ appendonly: true });
   const workers = await startWorkers(cluster, size.workers, workerEnv(size));
   const producer = producerFor(cluster, { enqueueTimeoutMs: ENQUEUE_TIMEOUT_MS });
-  const loop = enqueueLoop(producer, size.jobMs, 20);
+  const history = watch(cluster, producer, size);
+  const loop = enqueueLoop(history, size.jobMs, 20);
   await until(() => executions(cluster).size >= 40, size.settleMs, 'jobs flowing');
   cluster.broker.kill('SIGKILL');
   await new Promise(resolve => setTimeout(resolve, size.faultMs));
   await cluster.broker.restart();
   const restartedAt = Date.now();
   const readyMs = await allReady(workers, size.settleMs);
-  await probe(cluster, producer, size.settleMs);
+  const probed = await probe(cluster, history, size.settleMs);
   const probeMs = Date.now() - restartedAt;
   await until(() => loop.attempts.filter(a => a.ok).length > 0 && loop.attempts.at(-1)?.ok === true, size.settleMs, 'enqueues succeed again');
   await new Promise(resolve => setTimeout(resolve, 500));
   await loop.stop();
-  const acknowledged = loop.attempts.flatMap(a => a.ids);
+  const acknowledged = [...loop.attempts.flatMap(a => a.ids), probed.id];
   const result = await account(cluster, producer, acknowledged, size.settleMs);
+  const checked = await history.check({ settleMs: size.settleMs });
   await stopWorkers(workers);
   return {
     case: 'broker SIGKILL + restart (AOF)',
     ...result,
+    history: checked,
     outageMs: size.faultMs,
     workersReadyAfterRestartMs: readyMs,
     probeCompletedAfterRestartMs: probeMs,
@@ -205,13 +222,14 @@ export async function brokerPause(size: FaultSize): Promise<Summary> {
   const cluster = await startCluster();
   const workers = await startWorkers(cluster, size.workers, workerEnv(size, { REDIS_COMMAND_TIMEOUT_MS: '1000' }));
   const producer = producerFor(cluster, { enqueueTimeoutMs: ENQUEUE_TIMEOUT_MS });
-  const ids = await enqueueWork(producer, size.jobs, { ms: size.jobMs });
+  const history = watch(cluster, producer, size);
+  const ids = await enqueueWork(history, size.jobs, { ms: size.jobMs });
   await until(() => executions(cluster).size >= Math.ceil(size.jobs / 4), size.settleMs, 'a quarter of the jobs done');
   cluster.broker.pause();
   const pausedAt = Date.now();
   let duringPause: EnqueueAttempt;
   try {
-    await producer.enqueue('work', { ms: 0 });
+    await history.enqueue('work', { ms: 0 });
     duringPause = { ok: true, ids: [], ms: Date.now() - pausedAt };
   } catch (err) {
     const e = err as Error & { code?: string };
@@ -221,11 +239,12 @@ export async function brokerPause(size: FaultSize): Promise<Summary> {
   cluster.broker.resume();
   const resumedAt = Date.now();
   const readyMs = await allReady(workers, size.settleMs);
-  const probed = await probe(cluster, producer, size.settleMs);
+  const probed = await probe(cluster, history, size.settleMs);
   const probeMs = Date.now() - resumedAt;
   const result = await account(cluster, producer, [...ids, probed.id], size.settleMs);
+  const checked = await history.check({ settleMs: size.settleMs });
   await stopWorkers(workers);
-  return { case: 'broker SIGSTOP > command timeout, SIGCONT', ...result, pauseMs: size.faultMs, workersReadyAfterResumeMs: readyMs, probeCompletedAfterResumeMs: probeMs, ...failedCalls([duringPause]) };
+  return { case: 'broker SIGSTOP > command timeout, SIGCONT', ...result, history: checked, pauseMs: size.faultMs, workersReadyAfterResumeMs: readyMs, probeCompletedAfterResumeMs: probeMs, ...failedCalls([duringPause]) };
 }
 
 /** Every client connection killed server-side on both servers, several times, mid-load. */
@@ -233,7 +252,8 @@ export async function clientKill(size: FaultSize, rounds: number): Promise<Summa
   const cluster = await startCluster();
   const workers = await startWorkers(cluster, size.workers, workerEnv(size));
   const producer = producerFor(cluster);
-  const ids = await enqueueWork(producer, size.jobs, { ms: size.jobMs });
+  const history = watch(cluster, producer, size);
+  const ids = await enqueueWork(history, size.jobs, { ms: size.jobMs });
   let killed = 0;
   for (let round = 0; round < rounds; round++) {
     await until(() => executions(cluster).size >= Math.ceil(((round + 1) * size.jobs) / (rounds + 2)), size.settleMs, `progress before kill round ${round + 1}`);
@@ -244,12 +264,13 @@ export async function clientKill(size: FaultSize, rounds: number): Promise<Summa
   }
   const lastKillAt = Date.now();
   const readyMs = await allReady(workers, size.settleMs);
-  const probed = await probe(cluster, producer, size.settleMs);
+  const probed = await probe(cluster, history, size.settleMs);
   const probeMs = Date.now() - lastKillAt;
   const result = await account(cluster, producer, [...ids, probed.id], size.settleMs);
+  const checked = await history.check({ settleMs: size.settleMs });
   const codes = await stopWorkers(workers);
   expect(codes.every(c => c === 0), `exit codes ${JSON.stringify(codes)}`).to.equal(true);
-  return { case: 'CLIENT KILL (normal + pubsub) on both servers', ...result, rounds, connectionsKilled: killed, workersReadyAfterKillMs: readyMs, probeCompletedAfterKillMs: probeMs };
+  return { case: 'CLIENT KILL (normal + pubsub) on both servers', ...result, history: checked, rounds, connectionsKilled: killed, workersReadyAfterKillMs: readyMs, probeCompletedAfterKillMs: probeMs };
 }
 
 /**
@@ -261,8 +282,9 @@ export async function backendDown(size: FaultSize, writeDeadlineMs: number): Pro
   const cluster = await startCluster({ appendonly: true });
   const workers = await startWorkers(cluster, size.workers, workerEnv(size, { RESULT_WRITE_DEADLINE_MS: String(writeDeadlineMs) }));
   const producer = producerFor(cluster);
+  const history = watch(cluster, producer, size);
   const jobs = Array.from({ length: size.jobs }, (_, n) => ({ task: 'work', data: { ms: size.jobMs, n }, options: { attempts: 20 } }));
-  const ids = (await producer.enqueueBulk(jobs)).map(r => r.id);
+  const ids = (await history.enqueueBulk(jobs)).map(r => r.id);
   await until(() => executions(cluster).size >= Math.ceil(size.jobs / 4), size.settleMs, 'a quarter of the jobs done');
   const startedBeforeOutage = ids.length - executions(cluster).size;
   cluster.backend.kill('SIGKILL');
@@ -280,11 +302,14 @@ export async function backendDown(size: FaultSize, writeDeadlineMs: number): Pro
   const maxAttempt = Math.max(...records.map(r => r?.attempt ?? 0));
   const logs = workers.map(w => w.output.join('')).join('');
   if (process.env['RELIABILITY_KEEP_LOGS']) writeFileSync(process.env['RELIABILITY_KEEP_LOGS'], logs);
-  const writeFailures = (logs.match(/Could not store the job state in the result backend/g) ?? []).length;
+  // An attempt failed on its result write: its handler completed, yet the job ran again as a later attempt.
+  const writeFailures = [...readRuns(cluster.execLog).values()].reduce((n, runs) => n + runs.filter(r => r.outcome === 'ok' && runs.some(l => l.attempt > r.attempt)).length, 0);
+  const checked = await history.check({ settleMs: size.settleMs });
   await stopWorkers(workers);
   return {
     case: 'result backend down > write deadline, restarted',
     ...result,
+    history: checked,
     notYetDoneWhenKilled: startedBeforeOutage,
     outageMs: upAt - downAt,
     writeDeadlineMs,
@@ -304,7 +329,8 @@ export async function networkCut(size: FaultSize, rounds: number): Promise<Summa
   if (!proxy) throw new Error('networkCut needs the broker proxy');
   const workers = await startWorkers(cluster, size.workers, workerEnv(size));
   const producer = producerFor(cluster);
-  const ids = await enqueueWork(producer, size.jobs, { ms: size.jobMs });
+  const history = watch(cluster, producer, size);
+  const ids = await enqueueWork(history, size.jobs, { ms: size.jobMs });
   let cut = 0;
   for (let round = 0; round < rounds; round++) {
     await until(() => executions(cluster).size >= Math.ceil(((round + 1) * size.jobs) / (rounds + 2)), size.settleMs, `progress before cut ${round + 1}`);
@@ -313,9 +339,10 @@ export async function networkCut(size: FaultSize, rounds: number): Promise<Summa
   }
   const lastCutAt = Date.now();
   const readyMs = await allReady(workers, size.settleMs);
-  const probed = await probe(cluster, producer, size.settleMs);
+  const probed = await probe(cluster, history, size.settleMs);
   const probeMs = Date.now() - lastCutAt;
   const result = await account(cluster, producer, [...ids, probed.id], size.settleMs);
+  const checked = await history.check({ settleMs: size.settleMs });
   await stopWorkers(workers);
-  return { case: 'network cut (TCP proxy cutAll) to the broker', ...result, rounds, connectionsCut: cut, workersReadyAfterCutMs: readyMs, probeCompletedAfterCutMs: probeMs };
+  return { case: 'network cut (TCP proxy cutAll) to the broker', ...result, history: checked, rounds, connectionsCut: cut, workersReadyAfterCutMs: readyMs, probeCompletedAfterCutMs: probeMs };
 }

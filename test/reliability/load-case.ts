@@ -1,7 +1,7 @@
 // The bounded load case: jobs from the HTTP API and the library through N worker processes over
 // TLS, with connections per process and worker RSS sampled throughout.
 import { expect } from 'chai';
-import type { Summary } from './cases.js';
+import { watch, type Summary } from './cases.js';
 import {
   account,
   clientsByName,
@@ -12,7 +12,6 @@ import {
   spawnWorker,
   startCluster,
   until,
-  API_TOKEN,
   type WorkerProcess,
 } from './support.js';
 
@@ -42,6 +41,8 @@ export async function load(size: LoadSize): Promise<Summary> {
   await Promise.all(workers.map(w => w.ready()));
   const api = await spawnApi(cluster, poolEnv);
   const producer = producerFor(cluster, { connection: { maxConnections: size.maxConnections } });
+  // Waiters for 50,000 jobs at once would make this process (the clients) the bottleneck.
+  const history = watch(cluster, producer, size, { maxPendingWaiters: 1000 });
   const rssStartKb = workers.map(w => w.rssKb());
 
   const processes = [...workers.map((w, i) => ({ name: `worker${i + 1}`, pid: w.pid })), { name: 'api', pid: api.pid }, { name: 'library', pid: process.pid }];
@@ -78,14 +79,10 @@ export async function load(size: LoadSize): Promise<Summary> {
       while (next < half) {
         const n = Math.min(size.bulk, half - next);
         next += n;
-        const res = await fetch(`${api.url}/api/v1/jobs/bulk`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${API_TOKEN}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ jobs: Array.from({ length: n }, () => ({ task: 'work', data: {} })) }),
-        });
-        const body = (await res.json()) as { jobs?: Array<{ id: string }> };
-        if (res.status !== 202 || !body.jobs) throw new Error(`bulk POST answered ${res.status}: ${JSON.stringify(body)}`);
-        ids.push(...body.jobs.map(j => j.id));
+        const res = await history.httpBulk(api.url, Array.from({ length: n }, () => ({ task: 'work', data: {} })));
+        const jobs = res.body['jobs'] as Array<{ id: string }> | undefined;
+        if (res.status !== 202 || !jobs) throw new Error(`bulk POST answered ${res.status}: ${JSON.stringify(res.body)}`);
+        ids.push(...jobs.map(j => j.id));
       }
     };
     await Promise.all(Array.from({ length: size.inFlight }, lane));
@@ -98,7 +95,7 @@ export async function load(size: LoadSize): Promise<Summary> {
       while (next < size.jobs - half) {
         const n = Math.min(size.bulk, size.jobs - half - next);
         next += n;
-        const res = await producer.enqueueBulk(Array.from({ length: n }, () => ({ task: 'work', data: {} })));
+        const res = await history.enqueueBulk(Array.from({ length: n }, () => ({ task: 'work', data: {} })));
         ids.push(...res.map(r => r.id));
       }
     };
@@ -115,6 +112,7 @@ export async function load(size: LoadSize): Promise<Summary> {
   await sampler;
   const rssEndKb = workers.map(w => w.rssKb());
   const result = await account(cluster, producer, ids, size.settleMs);
+  const checked = await history.check({ settleMs: size.settleMs });
   api.child.kill('SIGTERM');
   const codes = await stopWorkers(workers);
   await api.exited;
@@ -122,6 +120,7 @@ export async function load(size: LoadSize): Promise<Summary> {
   return {
     case: `load ${size.jobs} jobs, ${size.workers} workers`,
     ...result,
+    history: checked,
     viaHttp: httpIds.length,
     viaLibrary: libIds.length,
     enqueueSeconds: enqueuedMs / 1000,

@@ -12,6 +12,8 @@ import { createProducer, type Producer, type ProducerOptions } from '@taskline/p
 import type { JobResultRecord } from '@taskline/shared';
 import { expect } from 'chai';
 import { runningRedisCount, startRedis, startTcpProxy, type RunningRedis, type TcpProxy } from '../harness/index.js';
+import { completedRuns } from './exec-log.js';
+import { expectHistoryClean, historyFigures, type HistoryReport } from './history.js';
 
 const WORKER_BIN = fileURLToPath(new URL('../../worker/bin/taskline-worker.js', import.meta.url));
 const PRODUCER_BIN = fileURLToPath(new URL('../../producer/bin/taskline-producer.js', import.meta.url));
@@ -170,6 +172,25 @@ export async function spawnApi(cluster: Cluster, env: Record<string, string> = {
   return { child, pid: child.pid ?? -1, output, exited, url: `http://127.0.0.1:${port}` };
 }
 
+export interface CliProcess {
+  child: ChildProcess;
+  output: string[];
+  stdout: string[];
+  exited: Promise<number | null>;
+}
+
+/** Runs `taskline-producer <args>` (e.g. `enqueue work --idempotency-key k`) against the cluster. */
+export function spawnProducerCli(cluster: Cluster, args: string[], env: Record<string, string> = {}): CliProcess {
+  const child = spawn(process.execPath, [PRODUCER_BIN, ...args], {
+    env: { PATH: process.env['PATH'] ?? '', LOG_FORMAT: 'json', TASKLINE_PREFIX: cluster.prefix, ...cluster.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  const stdout: string[] = [];
+  child.stdout?.on('data', (c: Buffer) => stdout.push(c.toString()));
+  return { child, output, stdout, exited: track(child, output) };
+}
+
 /** A library producer on the cluster (closed by cleanup()). */
 export function producerFor(cluster: Cluster, options: Partial<ProducerOptions> = {}): Producer {
   const producer = createProducer({ env: { ...cluster.env, REDIS_HEALTH_CHECK_INTERVAL: '0' }, prefix: cluster.prefix, ...options });
@@ -228,14 +249,9 @@ export async function clientsByName(server: RunningRedis): Promise<Record<string
   return out;
 }
 
-/** Executions per job id, from the fixture tasks' log. */
+/** Completed executions per job id, from the fixture tasks' log (`end … ok` lines). */
 export function executions(cluster: Cluster): Map<string, number> {
-  const counts = new Map<string, number>();
-  for (const line of readFileSync(cluster.execLog, 'utf8').split('\n')) {
-    const id = line.split(' ')[0];
-    if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
-  }
-  return counts;
+  return completedRuns(cluster.execLog);
 }
 
 export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, everyMs = 50): Promise<void> {
@@ -302,8 +318,8 @@ export function report(summary: Record<string, unknown>): void {
   console.log(`RELIABILITY ${JSON.stringify(summary)}`);
 }
 
-/** Enqueues `count` work jobs through the library in bulks of `bulk`; returns their ids. */
-export async function enqueueWork(producer: Producer, count: number, data: { ms?: number }, bulk = 500): Promise<string[]> {
+/** Enqueues `count` work jobs through the library (or a History) in bulks of `bulk`; returns their ids. */
+export async function enqueueWork(producer: Pick<Producer, 'enqueueBulk'>, count: number, data: { ms?: number }, bulk = 500): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < count; i += bulk) {
     const n = Math.min(bulk, count - i);
@@ -357,9 +373,10 @@ export function installFaultSuiteChecks(): void {
   });
 }
 
-/** Reports a case's figures and fails on any lost or unfinished job. */
-export function checkSummary(summary: { lost: number; completed: number; jobs: number; lostSample: string[] }): void {
-  report(summary as Parameters<typeof report>[0]);
+/** Reports a case's figures and fails on any lost or unfinished job or any broken history invariant. */
+export function checkSummary(summary: { lost: number; completed: number; jobs: number; lostSample: string[]; history: HistoryReport }): void {
+  report({ ...summary, history: historyFigures(summary.history) });
   expect(summary.lost, `lost jobs: ${summary.lostSample.join('; ')}`).to.equal(0);
   expect(summary.completed).to.equal(summary.jobs);
+  expectHistoryClean(summary.history);
 }
