@@ -3,15 +3,22 @@ import type { Redis } from 'ioredis';
 import { LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE, LEASE_RELEASE, LEASE_RENEW, evalScript } from '@taskline/shared';
 
 /**
- * The beat's leader lease: one key per prefix, `<prefix>:beat:lease`, holding the leader's random
+ * The beat's leader lease: one key per prefix, `<prefix>::beat:lease`, holding the leader's random
  * token, set with NX and a TTL and renewed by compare-and-pexpire. A fencing number
- * (`<prefix>:beat:fence`, INCR at every acquisition) orders leaders: a write fenced with an older
+ * (`<prefix>::beat:fence`, INCR at every acquisition) orders leaders: a write fenced with an older
  * number is refused even if its lease check passed.
  *
- * Keys and their owner (the beat): `beat:lease` expires by itself (PX); `beat:fence` is a single
+ * Keys and their owner (the beat): `::beat:lease` expires by itself (PX); `::beat:fence` is a single
  * integer kept for the life of the prefix (it must never go back, so it has no TTL). The Lua is in
- * @taskline/shared (beat-lease-scripts.ts), where the script loader finds it.
+ * @taskline/shared (beat-lease-scripts.ts), where the script loader finds it. The double
+ * colon keeps them apart from every BullMQ queue key (`<prefix>:<queue>:…`, queue names are never
+ * empty), so the Redis ACL can give them to the scheduler user alone (ops/acl/generate-acl.sh).
  */
+
+/** The beat's keys on the broker: `<prefix>::beat:<name>` (lease, fence, schedules). */
+export function beatKey(prefix: string, name: 'lease' | 'fence' | 'schedules'): string {
+  return `${prefix}::beat:${name}`;
+}
 
 export interface LeaderLeaseOptions {
   client: Redis;
@@ -31,8 +38,8 @@ export class LeaderLease {
   #validFrom = 0;
 
   constructor(private readonly options: LeaderLeaseOptions) {
-    this.leaseKey = `${options.prefix}:beat:lease`;
-    this.fenceKey = `${options.prefix}:beat:fence`;
+    this.leaseKey = beatKey(options.prefix, 'lease');
+    this.fenceKey = beatKey(options.prefix, 'fence');
   }
 
   get fence(): number | null {
