@@ -1,0 +1,137 @@
+import type { CommandModule } from 'yargs';
+import { ConfigError, TasklineError } from './errors.js';
+import type { ConnectionOptions } from './config.js';
+import { createConnections, type TasklineConnections } from './connections.js';
+import { connectionOptionsFromFlags, withConnectionFlags } from './health-command.js';
+import { createLogger } from './logger.js';
+import { checkScripts, loadScripts, scriptCatalog, watchScripts, type ScriptCatalog, type ScriptReport } from './script-loader.js';
+
+type Out = (line: string) => void;
+type Flags = { 'redis-url'?: string; 'result-redis-url'?: string };
+
+function line(r: ScriptReport, verb: 'loaded' | 'missing'): string {
+  const where = `${r.service === 'broker' ? 'broker' : 'result backend'} ${r.host}:${r.port}`;
+  if (verb === 'missing') {
+    return r.missing.length === 0
+      ? `ok   ${where}: all ${r.total} scripts loaded`
+      : `MISSING ${where}: ${r.missing.length} of ${r.total} scripts not loaded (${r.missing.slice(0, 3).join(', ')}${r.missing.length > 3 ? ', …' : ''}); run \`scripts load\` as the loader user`;
+  }
+  return `ok   ${where}: ${r.total} scripts in place, ${r.missing.length} loaded now`;
+}
+
+/** Runs `fn` with the loader's connections (the bin's REDIS_* / RESULT_REDIS_* settings); returns the exit code. */
+async function withConnections(options: ConnectionOptions, out: Out, fn: (c: TasklineConnections) => Promise<number>): Promise<number> {
+  let connections: TasklineConnections;
+  try {
+    connections = createConnections({
+      options: { ...options, healthCheckIntervalMs: 0 },
+      role: 'cli',
+      component: 'script-loader',
+      logger: createLogger({ component: 'script-loader', level: process.env['LOG_LEVEL'] ?? 'error' }),
+    });
+  } catch (err) {
+    out(`FAIL configuration: ${err instanceof Error ? err.message : String(err)}`);
+    return err instanceof ConfigError ? 2 : 1;
+  }
+  try {
+    await connections.connect();
+    return await fn(connections);
+  } catch (err) {
+    out(`FAIL ${err instanceof TasklineError ? err.message : err instanceof Error ? err.message : String(err)}`);
+    return 1;
+  } finally {
+    await connections.close();
+  }
+}
+
+/** `scripts load`: loads what is missing on both services once; exit 0 when both have every script. */
+export function runScriptsLoad(options: ConnectionOptions, catalog: ScriptCatalog, out: Out = console.log): Promise<number> {
+  return withConnections(options, out, async c => {
+    for (const service of [c.broker, c.backend]) out(line(await loadScripts(service, catalog[service.service]), 'loaded'));
+    return 0;
+  });
+}
+
+/** `scripts check`: exit 0 when both services have every script, 1 when any is missing. */
+export function runScriptsCheck(options: ConnectionOptions, catalog: ScriptCatalog, out: Out = console.log): Promise<number> {
+  return withConnections(options, out, async c => {
+    let missing = 0;
+    for (const service of [c.broker, c.backend]) {
+      const r = await checkScripts(service, catalog[service.service]);
+      missing += r.missing.length;
+      out(line(r, 'missing'));
+    }
+    return missing === 0 ? 0 : 1;
+  });
+}
+
+/** `scripts load --watch`: loads, then reloads after every Redis restart until SIGTERM/SIGINT. */
+async function runScriptsWatch(options: ConnectionOptions, catalog: ScriptCatalog, intervalMs: number): Promise<number> {
+  const logger = createLogger({ component: 'script-loader' });
+  const stop = new AbortController();
+  const onSignal = (signal: string): void => {
+    logger.info('stopping', { signal });
+    stop.abort();
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+  let connections: TasklineConnections;
+  try {
+    connections = createConnections({ options: { ...options, healthCheckIntervalMs: 0 }, role: 'cli', component: 'script-loader', logger });
+    await connections.connect();
+  } catch (err) {
+    logger.error(err instanceof Error ? err.message : String(err), { code: (err as { code?: string }).code });
+    return err instanceof ConfigError ? 2 : 1;
+  }
+  logger.info('watching: scripts are reloaded after every Redis restart', { broker: catalog.broker.length, backend: catalog.backend.length, intervalMs });
+  try {
+    await watchScripts(connections, catalog, { intervalMs, signal: stop.signal, logger });
+  } finally {
+    await connections.close();
+  }
+  return 0;
+}
+
+function usageError(message: string): void {
+  console.error(message);
+  process.exitCode = 2;
+}
+
+/**
+ * `scripts load|check|list`: mounted by every taskline bin (like `health`). Give it BullMQ's
+ * `RedisConnection` from the bin's own bullmq import, so the scripts are that BullMQ's.
+ */
+export function scriptsCommand(redisConnection: unknown): CommandModule<object, Flags> {
+  const catalog = (): ScriptCatalog => scriptCatalog(redisConnection);
+  return {
+    command: 'scripts <action>',
+    describe: "Load, check or list the Lua scripts taskline and BullMQ run (for REDIS_SCRIPTS=preloaded; run as the loader ACL user)",
+    builder: yargs =>
+      withConnectionFlags(yargs)
+        .positional('action', { choices: ['load', 'check', 'list'] as const, describe: 'load: SCRIPT LOAD what is missing; check: exit 1 if any is missing; list: print service, SHA and name' })
+        .option('watch', { type: 'boolean', default: false, describe: 'load: keep running and reload after every Redis restart (a sidecar beside the deployment)' })
+        .option('interval-ms', { type: 'number', default: 5000, describe: 'load --watch: also check this often (catches SCRIPT FLUSH)' }) as never,
+    handler: async argv => {
+      const args = argv as unknown as Flags & { action: 'load' | 'check' | 'list'; watch: boolean; 'interval-ms': number };
+      const interval = args['interval-ms'];
+      if (args.watch && args.action !== 'load') return usageError(`--watch goes with \`scripts load\`, not \`scripts ${args.action}\`; drop it.`);
+      if (!Number.isInteger(interval) || interval < 100 || interval > 3_600_000) {
+        return usageError(`--interval-ms must be a whole number from 100 to 3600000, got "${String(interval)}"; fix it.`);
+      }
+      let all: ScriptCatalog;
+      try {
+        all = catalog();
+      } catch (err) {
+        console.error(err instanceof Error ? err.message : String(err));
+        process.exitCode = 1;
+        return;
+      }
+      const options = connectionOptionsFromFlags(args);
+      if (args.action === 'list') {
+        for (const service of ['broker', 'backend'] as const) for (const s of all[service]) console.log(`${service} ${s.sha} ${s.name}`);
+      } else if (args.action === 'check') process.exitCode = await runScriptsCheck(options, all);
+      else if (!args.watch) process.exitCode = await runScriptsLoad(options, all);
+      else process.exitCode = await runScriptsWatch(options, all, interval);
+    },
+  };
+}
