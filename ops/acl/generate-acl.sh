@@ -20,7 +20,8 @@ Users written (each password read from DIR/redis_<user>_password); P is the pref
   metrics    PING, INFO and queue lengths; never job payloads or results
   loader     SCRIPT LOAD / SCRIPT EXISTS only: \`taskline-<bin> scripts load --watch\` (REDIS_SCRIPTS=preloaded)
   admin      everything; for operators only (certificate reload, ACL LOAD, backups)
-  default    off (unauthenticated connections are refused)
+  default    off, no password (unauthenticated connections are refused; see docs/SECURITY.md
+             for why it still holds every right: AOF replay runs as it)
 App users (producer, worker, scheduler) run Lua only by EVALSHA: no EVAL, SCRIPT or FUNCTION.
 The broker and the result backend must be separate Redis servers (their rules differ per user).
 
@@ -163,7 +164,11 @@ done
 
 render() {
   # Redis ACL files allow no comments: the header lives in docs/OPERATIONS.md.
-  echo "user default off resetpass nopass resetkeys resetchannels -@all"
+  # The default user is off and has no password (no nopass either): nobody can log in as it, not
+  # even if it is turned on. It holds every right because Redis replays an AOF's MULTI/EXEC blocks
+  # (every script's writes: all of BullMQ's) as the default user and re-checks its ACL at EXEC
+  # (redis/redis#14541, fixed upstream in late 2025): with no rights, a restart drops them silently.
+  echo "user default off resetpass resetkeys resetchannels ~* &* +@all"
   if [[ "$SERVICE" == broker ]]; then render_broker; else render_backend; fi
   user_line loader "-@all $CONNECTION +script|load +script|exists"
   echo "user admin on resetpass #${HASH[admin]} ~* &* +@all"

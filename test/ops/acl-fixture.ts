@@ -137,7 +137,9 @@ export class LoaderProcess {
         this.raw.push(text);
         try {
           const parsed = JSON.parse(text) as Record<string, unknown>;
-          this.lines.push({ at: Date.now(), message: String(parsed['message'] ?? ''), fields: parsed });
+          // The loader's own clock (same host): when it logged, not when the pipe delivered it.
+          const at = typeof parsed['timestamp'] === 'string' ? Date.parse(parsed['timestamp']) : Date.now();
+          this.lines.push({ at, message: String(parsed['message'] ?? ''), fields: parsed });
         } catch {
           // not a log line
         }

@@ -311,7 +311,7 @@ describe('ops: least-privilege Redis ACL users', function () {
       expect(await client.call('SCRIPT', 'EXISTS', script('revoke').sha)).to.deep.equal([1]);
     });
 
-    it('turns the default user off: a client without a user name cannot connect', async () => {
+    it('turns the default user off with no password: nobody can connect or log in as it', async () => {
       const options = acl.connectionAs('producer');
       const connections = createConnections({
         options: { ...options, broker: { ...options.broker, username: undefined, passwordFile: undefined }, backend: { ...options.backend, username: undefined, passwordFile: undefined }, retries: 0 },
@@ -320,6 +320,15 @@ describe('ops: least-privilege Redis ACL users', function () {
       open.push(connections);
       const error = await connections.connect().then(() => null, (err: unknown) => err as Error & { code?: string });
       expect(error?.code).to.be.oneOf(['AUTH_REQUIRED', 'AUTH_FAILED']);
+      // It holds every right (AOF replay runs as it), so logging in as it must be impossible: no
+      // password at all, and no nopass.
+      for (const server of [acl.broker, acl.backend]) {
+        for (const login of [[], ['--user', 'default', '--pass', ''], ['--user', 'default', '--pass', 'guess']]) {
+          const reply = await server.cli(...login, 'GET', 'x').catch((err: unknown) => (err as Error).message);
+          expect(reply, `login ${JSON.stringify(login)}`).to.match(/NOAUTH|WRONGPASS|invalid username-password/);
+        }
+      }
+      expect(await acl.admin(acl.broker, 'ACL', 'GETUSER', 'default')).to.match(/^flags\noff\n/).and.not.match(/nopass/);
     });
   });
 
