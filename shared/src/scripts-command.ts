@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { ConfigError, TasklineError } from './errors.js';
+import { ConfigError, ConnectionError, TasklineError } from './errors.js';
+import { backoffDelay, sleep } from './retry-policy.js';
 import type { ConnectionOptions } from './config.js';
 import { createConnections, type TasklineConnections } from './connections.js';
 import { connectionOptionsFromFlags, withConnectionFlags } from './health-command.js';
@@ -75,13 +76,28 @@ async function runScriptsWatch(options: ConnectionOptions, catalog: ScriptCatalo
   };
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
-  let connections: TasklineConnections;
-  try {
-    connections = createConnections({ options: { ...options, healthCheckIntervalMs: 0 }, role: 'cli', component: 'script-loader', logger });
-    await connections.connect();
-  } catch (err) {
-    logger.error(err instanceof Error ? err.message : String(err), { code: (err as { code?: string }).code });
-    return err instanceof ConfigError ? 2 : 1;
+  // A sidecar may start before Redis: keep trying to connect, unless retrying cannot help
+  // (bad configuration, password, permission or certificate).
+  let connections: TasklineConnections | null = null;
+  for (let attempt = 1; connections === null; attempt++) {
+    let candidate: TasklineConnections;
+    try {
+      candidate = createConnections({ options: { ...options, healthCheckIntervalMs: 0 }, role: 'cli', component: 'script-loader', logger });
+    } catch (err) {
+      logger.error(err instanceof Error ? err.message : String(err), { code: (err as { code?: string }).code });
+      return err instanceof ConfigError ? 2 : 1;
+    }
+    try {
+      await candidate.connect();
+      connections = candidate;
+    } catch (err) {
+      await candidate.close();
+      const fatal = !(err instanceof ConnectionError) || !err.retryable;
+      logger[fatal ? 'error' : 'warn'](err instanceof Error ? err.message : String(err), { code: (err as { code?: string }).code });
+      if (fatal) return 1;
+      await sleep(backoffDelay(attempt, { baseMs: 500, capMs: 5000 }), stop.signal);
+      if (stop.signal.aborted) return 0;
+    }
   }
   logger.info('watching: scripts are reloaded after every Redis restart', { broker: catalog.broker.length, backend: catalog.backend.length, intervalMs });
   try {

@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { expect } from 'chai';
 import { createProducer, type Producer } from '@taskline/producer';
 import { resolveConnectionOptions } from '@taskline/shared';
@@ -114,6 +116,25 @@ describe('ops: preloaded scripts and the loader', function () {
     afterEach(async () => {
       if (loader) expect(await loader.stop(), 'the watch exits 0 on SIGTERM').to.equal(0);
       loader = null;
+    });
+
+    it('waits for a Redis that is not up yet (a sidecar starting first), and gives up at once on a wrong password', async () => {
+      await flushScripts();
+      acl.broker.kill('SIGKILL');
+      const started = Date.now();
+      loader = acl.startLoaderWatch(1000);
+      await loader.waitFor(line => line.fields['code'] === 'CONNECTION_REFUSED', started);
+      await sleep(1500);
+      await acl.broker.restart();
+      await loader.waitFor(line => line.message === 'loaded scripts' && line.fields['service'] === 'broker', started, 30_000);
+      await loader.waitFor(line => line.message === 'loaded scripts' && line.fields['service'] === 'backend', started);
+
+      const wrong = path.join(acl.secretsDir, 'wrong_password');
+      await writeFile(wrong, 'not-the-password\n', { mode: 0o600 });
+      const refused = await acl.runBin('worker', ['scripts', 'load', '--watch'], 'loader', { REDIS_PASSWORD_FILE: wrong, LOG_LEVEL: 'info' });
+      expect(refused.code).to.equal(1);
+      expect(refused.stdout + refused.stderr).to.match(/Redis rejected the user name or password; check REDIS_USERNAME and REDIS_PASSWORD/);
+      expect(refused.stdout + refused.stderr).to.not.include('not-the-password');
     });
 
     it('reloads every script after the restart, and jobs enqueued afterwards complete under the restricted users', async () => {
