@@ -181,7 +181,9 @@ subjectKeyIdentifier = hash
 [ v3_server ]
 basicConstraints = critical,CA:false
 keyUsage = $LEAF_KU
-extendedKeyUsage = serverAuth
+# clientAuth too: Redis presents its server certificate as a client certificate by default
+# (replication, cluster bus), and so does a Redis container's own redis-cli health check.
+extendedKeyUsage = serverAuth,clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid,issuer
 subjectAltName = ${SAN_LIST:-DNS:unused}

@@ -54,7 +54,7 @@ export { parseIntegerSetting, parseBooleanSetting } from './env-parsing.js';
 export { ResultBackend, ResultTimeoutError, ResultWriteError, isFinalAnswer, retryUntilDeadline } from './result-backend.js';
 export type { ResultBackendOptions, TransitionOp, TransitionAnswer, RevokeAnswer } from './result-backend.js';
 export type { JobEvent } from './job-events.js';
-export { recordKeys, decodeRecord, recordBase } from './job-record.js';
+export { recordKeys, decodeRecord, encodeBase } from './job-record.js';
 export type { RecordKeys, RecordBase, RecordOutcome, RevokeMarker } from './job-record.js';
 export { RESULT_BACKEND_SCRIPTS } from './record-scripts.js';
 export type { RecordScript } from './record-scripts.js';

@@ -32,21 +32,69 @@ export function recordKeys(prefix: string): RecordKeys {
   };
 }
 
-/** The part of a record every transition rewrites: who, what, when. */
+/**
+ * The part of a record every transition rewrites: who, what, when. Times are epoch milliseconds
+ * (records show them as ISO strings); it is stored as a compact JSON array (see `encodeBase`).
+ */
 export interface RecordBase {
   task: string;
   queue: string;
   attempt: number;
   attempts: number | null;
-  enqueuedAt: string | null;
-  startedAt: string | null;
-  finishedAt: string | null;
-  updatedAt: string;
+  enqueuedAt: number | null;
+  startedAt: number | null;
+  finishedAt: number | null;
+  updatedAt: number;
   worker?: string;
   timeoutMs?: number | null;
   redelivered?: boolean;
   retryOf?: string;
 }
+
+/**
+ * A base as stored: `[task, queue, attempt, attempts, enqueued, started, finished, updated,
+ * worker, timeoutMs, redelivered, retryOf]` — about a third of the bytes of an object with ISO
+ * times, on every write of every job.
+ */
+export function encodeBase(b: RecordBase): string {
+  return JSON.stringify([
+    b.task,
+    b.queue,
+    b.attempt,
+    b.attempts,
+    b.enqueuedAt,
+    b.startedAt,
+    b.finishedAt,
+    b.updatedAt,
+    b.worker ?? null,
+    b.timeoutMs ?? null,
+    b.redelivered ? 1 : 0,
+    b.retryOf ?? null,
+  ]);
+}
+
+function decodeBase(text: string | undefined): RecordBase | undefined {
+  const a = parse<unknown[]>(text);
+  if (!Array.isArray(a) || a.length < 8) return undefined;
+  const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
+  const base: RecordBase = {
+    task: String(a[0]),
+    queue: String(a[1]),
+    attempt: num(a[2]) ?? 0,
+    attempts: num(a[3]),
+    enqueuedAt: num(a[4]),
+    startedAt: num(a[5]),
+    finishedAt: num(a[6]),
+    updatedAt: num(a[7]) ?? 0,
+  };
+  if (typeof a[8] === 'string') base.worker = a[8];
+  if (a[9] !== undefined) base.timeoutMs = num(a[9]);
+  if (a[10] === 1) base.redelivered = true;
+  if (typeof a[11] === 'string') base.retryOf = a[11];
+  return base;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 /** What a final (or RETRY) state carries besides the base. */
 export type RecordOutcome = { result: unknown } | { error: JobErrorInfo };
@@ -94,9 +142,24 @@ export function decodeRecord(id: string, hash: Record<string, string> | null, ma
       updatedAt: marker.at,
     };
   }
-  const base = parse<RecordBase>(stored['base']) ?? ({ task: '', queue: '', attempt: 0, attempts: null, enqueuedAt: null, startedAt: null, finishedAt: null, updatedAt: '' } as RecordBase);
+  const b = decodeBase(stored['base']) ?? { task: '', queue: '', attempt: 0, attempts: null, enqueuedAt: null, startedAt: null, finishedAt: null, updatedAt: 0 };
   let state = stored['state'] as JobState;
-  const record: JobResultRecord = { id, ...base, state };
+  const record: JobResultRecord = {
+    id,
+    task: b.task,
+    queue: b.queue,
+    state,
+    attempt: b.attempt,
+    attempts: b.attempts,
+    enqueuedAt: iso(b.enqueuedAt),
+    startedAt: iso(b.startedAt),
+    finishedAt: iso(b.finishedAt),
+    updatedAt: iso(b.updatedAt) ?? '',
+  };
+  if (b.worker !== undefined) record.worker = b.worker;
+  if (b.timeoutMs !== undefined) record.timeoutMs = b.timeoutMs;
+  if (b.redelivered) record.redelivered = true;
+  if (b.retryOf !== undefined) record.retryOf = b.retryOf;
   const delivery = Number(stored['delivery']);
   if (Number.isInteger(delivery) && delivery > 0) record.delivery = delivery;
   if (stored['redelivered'] === '1') record.redelivered = true;
@@ -120,23 +183,4 @@ export function decodeRecord(id: string, hash: Record<string, string> | null, ma
   if (outcome && 'result' in outcome && state === 'SUCCESS') record.result = outcome.result;
   if (outcome && 'error' in outcome && (state === 'FAILURE' || state === 'RETRY' || state === 'STARTED')) record.error = outcome.error;
   return record;
-}
-
-/** Splits a record into the stored base (everything but state, outcome and progress). */
-export function recordBase(record: JobResultRecord): RecordBase {
-  const base: RecordBase = {
-    task: record.task,
-    queue: record.queue,
-    attempt: record.attempt,
-    attempts: record.attempts,
-    enqueuedAt: record.enqueuedAt,
-    startedAt: record.startedAt,
-    finishedAt: record.finishedAt,
-    updatedAt: record.updatedAt,
-  };
-  if (record.worker !== undefined) base.worker = record.worker;
-  if (record.timeoutMs !== undefined) base.timeoutMs = record.timeoutMs;
-  if (record.redelivered) base.redelivered = true;
-  if (record.retryOf !== undefined) base.retryOf = record.retryOf;
-  return base;
 }

@@ -63,9 +63,10 @@ for i = 1, #KEYS / 2 do
         answer = 'REDELIVERED'
         redis.call('HSET', rkey, 'redelivered', '1')
       end
-      redis.call('HSET', rkey, 'state', state, 'delivery', d, 'base', base)
-      if out ~= '' then redis.call('HSET', rkey, 'out', out) end
-      if progress ~= '' then redis.call('HSET', rkey, 'progress', progress) end
+      if out ~= '' and progress ~= '' then redis.call('HSET', rkey, 'state', state, 'delivery', d, 'base', base, 'out', out, 'progress', progress)
+      elseif out ~= '' then redis.call('HSET', rkey, 'state', state, 'delivery', d, 'base', base, 'out', out)
+      elseif progress ~= '' then redis.call('HSET', rkey, 'state', state, 'delivery', d, 'base', base, 'progress', progress)
+      else redis.call('HSET', rkey, 'state', state, 'delivery', d, 'base', base) end
       redis.call('PUBLISH', channel .. id, '{"s":"' .. state .. '"}')
     end
     if answer ~= 'SKIP' then redis.call('EXPIRE', rkey, ttl) end

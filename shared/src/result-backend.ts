@@ -3,7 +3,7 @@ import { ClosedError, TasklineError } from './errors.js';
 import { toConnectionError } from './error-mapping.js';
 import { CommandBatcher } from './command-batcher.js';
 import type { JobResultRecord, JobState } from './job-contract.js';
-import { decodeRecord, recordKeys, type RecordBase, type RecordKeys, type RecordOutcome, type RevokeMarker } from './job-record.js';
+import { decodeRecord, encodeBase, recordKeys, type RecordBase, type RecordKeys, type RecordOutcome, type RevokeMarker } from './job-record.js';
 import { createSilentLogger, type Logger } from './logger.js';
 import type { RedisService } from './redis-service.js';
 import { REVOKE_SCRIPT, TRANSITION_SCRIPT, runScript } from './record-scripts.js';
@@ -134,18 +134,22 @@ export class ResultBackend {
    * then throws ResultWriteError. The answer says what the record is now.
    */
   transition(op: TransitionOp): Promise<TransitionAnswer> {
-    return retryUntilDeadline(
-      () => {
-        if (this.#closed) throw new ClosedError('The result backend');
-        return this.#transitions.submit(op);
-      },
-      {
-        deadlineMs: this.#writeDeadlineMs,
-        final: err => err instanceof ClosedError,
-        onFirstFailure: err => this.#logger.warn('Result write failed; retrying with backoff', { jobId: op.id, error: toConnectionError(err, this.#service.target) }),
-        giveUp: err => new ResultWriteError(op.id, this.#writeDeadlineMs, toConnectionError(err, this.#service.target)),
-      },
-    );
+    if (this.#closed) return Promise.reject(new ClosedError('The result backend'));
+    // The common case costs one batched submit; the retry loop starts only after a failure.
+    return this.#transitions.submit(op).catch((err: unknown) => {
+      this.#logger.warn('Result write failed; retrying with backoff', { jobId: op.id, error: toConnectionError(err, this.#service.target) });
+      return retryUntilDeadline(
+        () => {
+          if (this.#closed) throw new ClosedError('The result backend');
+          return this.#transitions.submit(op);
+        },
+        {
+          deadlineMs: this.#writeDeadlineMs,
+          final: e => e instanceof ClosedError,
+          giveUp: e => new ResultWriteError(op.id, this.#writeDeadlineMs, toConnectionError(e, this.#service.target)),
+        },
+      );
+    });
   }
 
   async #sendTransitions(ops: TransitionOp[]): Promise<TransitionAnswer[]> {
@@ -157,7 +161,7 @@ export class ResultBackend {
         op.kind,
         op.delivery,
         op.state,
-        JSON.stringify(op.base),
+        encodeBase(op.base),
         op.outcomeJson ?? (op.outcome === undefined ? '' : JSON.stringify(op.outcome)),
         op.progress === undefined ? '' : JSON.stringify(op.progress),
         op.id,

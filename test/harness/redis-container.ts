@@ -1,8 +1,12 @@
-// redis:7 through testcontainers, used when TASKLINE_TEST_REDIS=container.
-// UNTESTED HERE: the machine this was written on has no Docker engine. Loaded only through a
-// dynamic import from startRedis(), so machines without Docker never load testcontainers.
+// A Redis container through testcontainers, used when TASKLINE_TEST_REDIS=container (pnpm
+// test:compose runs the connection suite this way). Loaded only through a dynamic import from
+// startRedis(), so machines without Docker never load testcontainers.
+import { spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import type { CertBundle } from './certs.js';
+import { getFreePort } from './free-port.js';
 import {
   aclFileContent,
   buildRedisArgs,
@@ -11,15 +15,28 @@ import {
   type RunningRedis,
 } from './redis-config.js';
 
-const IMAGE = 'redis:7';
+/**
+ * The image: any with redis-server and redis-cli built with TLS, running as a user that can read
+ * files copied in with mode 644 (redis:7 does; so does the Debian-made image of pnpm test:compose).
+ * @defaultValue `redis:7` (env `TASKLINE_TEST_REDIS_IMAGE`)
+ */
+const image = (): string => process.env['TASKLINE_TEST_REDIS_IMAGE'] || 'redis:7';
 const CONTAINER_PORT = 6379;
 const TLS_DIR = '/tls';
 
+/** A started container, and a synchronous `docker rm -f` for the harness' exit hook. */
+export interface StartedRedisContainer {
+  server: RunningRedis;
+  removeSync: () => void;
+}
+
+/** @param onStopped called once the server was stopped, however stop() was reached. */
 export async function startRedisContainer(
   o: ResolvedRedisServerOptions,
   certs: CertBundle | undefined,
   hostDir: string,
-): Promise<RunningRedis> {
+  onStopped: () => void,
+): Promise<StartedRedisContainer> {
   const { GenericContainer, Wait } = await import('testcontainers');
   const acl = aclFileContent(o);
   const files = {
@@ -41,9 +58,12 @@ export async function startRedisContainer(
       { source: certs.clientKeyFile, target: `${TLS_DIR}/client.key`, mode: 0o644 },
     );
   }
-  let builder = new GenericContainer(IMAGE)
-    .withCommand(['redis-server', ...buildRedisArgs(o, CONTAINER_PORT, '0.0.0.0', files)])
-    .withExposedPorts(o.port === undefined ? CONTAINER_PORT : { container: CONTAINER_PORT, host: o.port })
+  // Clients come through the Docker port mapping, not loopback: without a password for the
+  // default user, protected mode would refuse them (redis:7's entrypoint turns it off the same way).
+  let builder = new GenericContainer(image())
+    .withCommand(['redis-server', ...buildRedisArgs(o, CONTAINER_PORT, '0.0.0.0', files), '--protected-mode', 'no'])
+    // A fixed host port, so restart() keeps the address clients reconnect to.
+    .withExposedPorts({ container: CONTAINER_PORT, host: o.port ?? (await getFreePort()) })
     .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/));
   if (copies.length > 0) builder = builder.withCopyFilesToContainer(copies);
   if (acl !== undefined && files.aclFile !== undefined) {
@@ -77,6 +97,10 @@ export async function startRedisContainer(
     },
     env: (prefix?: string) => redisEnv(server, o.requireClientCert, prefix),
     cli: async (...args: string[]) => {
+      // An argument naming a host file (CONFIG SET tls-cert-file <path>) names the same path
+      // inside: copy it in first, readable by the server's user, as at start.
+      const hostFiles = args.filter(arg => path.isAbsolute(arg) && existsSync(arg) && statSync(arg).isFile());
+      if (hostFiles.length > 0) await container.copyFilesToContainer(hostFiles.map(source => ({ source, target: source, mode: 0o644 })));
       const result = await container.exec(['redis-cli', ...cliFlags, ...args], {
         env: o.password === undefined ? {} : { REDISCLI_AUTH: o.password },
       });
@@ -88,6 +112,7 @@ export async function startRedisContainer(
         try {
           await container.stop();
         } finally {
+          onStopped();
           await rm(hostDir, { recursive: true, force: true });
         }
       })();
@@ -97,10 +122,17 @@ export async function startRedisContainer(
     pause: () => unsupported('pause'),
     resume: () => unsupported('resume'),
     restart: async () => {
-      await container.restart();
+      // SIGTERM first (testcontainers' default is an immediate SIGKILL), as the local harness stops
+      // its server: Redis closes its clients, so no connection is left half-open behind Docker's proxy.
+      await container.restart({ timeout: 10_000 });
       // Docker may map a different host port after a restart.
       port = container.getMappedPort(CONTAINER_PORT);
     },
   };
-  return server;
+  // Without the reaper (TESTCONTAINERS_RYUK_DISABLED, where its image cannot be pulled) nothing
+  // else would remove a container left by a test process that ends abruptly.
+  const removeSync = (): void => {
+    spawnSync('docker', ['rm', '-f', '-v', container.getId()], { stdio: 'ignore', timeout: 10_000 });
+  };
+  return { server, removeSync };
 }

@@ -25,7 +25,7 @@ const PORT_ATTEMPTS = 3;
 
 interface Tracked {
   stop(): Promise<void>;
-  /** Synchronous last resort at process exit; undefined for containers (the reaper removes those). */
+  /** Synchronous last resort at process exit (`docker rm -f` for a container). */
   killSync: (() => void) | undefined;
 }
 
@@ -64,7 +64,8 @@ export async function stopAllRedis(): Promise<void> {
 
 /**
  * Starts a throwaway Redis: a local redis-server (binary from REDIS_SERVER_BIN or PATH) on a free
- * 127.0.0.1 port with its own temp dir, or a redis:7 container when TASKLINE_TEST_REDIS=container.
+ * 127.0.0.1 port with its own temp dir, or a container (TASKLINE_TEST_REDIS_IMAGE, default redis:7)
+ * when TASKLINE_TEST_REDIS=container.
  * Resolves once the server answers PING.
  */
 export async function startRedis(opts: RedisServerOptions = {}): Promise<RunningRedis> {
@@ -74,16 +75,14 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<Running
     const { startRedisContainer } = await import('./redis-container.js');
     const dir = await mkdtemp(path.join(os.tmpdir(), 'taskline-redis-'));
     const certs = resolved.tls ? (resolved.certs ?? (await makeCertBundle({ dir: path.join(dir, 'tls') }))) : undefined;
-    const server = await startRedisContainer(resolved, certs, dir);
+    // Added to `running` only once started, so these never run before `started` is set.
     const tracked: Tracked = {
-      stop: async () => {
-        running.delete(tracked);
-        await server.stop();
-      },
-      killSync: undefined,
+      stop: () => started.server.stop(),
+      killSync: () => started.removeSync(),
     };
+    const started = await startRedisContainer(resolved, certs, dir, () => running.delete(tracked));
     running.add(tracked);
-    return server;
+    return started.server;
   }
   const server = await LocalRedis.start(resolved);
   running.add(server.tracked);

@@ -48,7 +48,8 @@ function secretNames(service: Service): string[] {
   return (service.secrets ?? []).map(s => (typeof s === 'string' ? s : s.source));
 }
 
-const isRedis = (service: Service): boolean => (service.image ?? '').startsWith('redis');
+// The Redis image is a setting (TASKLINE_REDIS_IMAGE); what makes a service a Redis server is its command.
+const isRedis = (service: Service): boolean => commandLine(service).startsWith('redis-server');
 
 /** The value of `--flag` in a command line (quoted values kept whole). */
 function flag(command: string, name: string): string | undefined {
@@ -91,8 +92,37 @@ for (const file of FILES) {
         expect(aclfile, `${name} --aclfile`).to.match(/^\/run\/secrets\//);
         expect(secretNames(service), `${name} secrets`).to.include(path.basename(aclfile));
         expect(command, `${name} command`).not.to.match(/requirepass|masterauth/);
-        const volumes = (service as { volumes?: string[] }).volumes ?? [];
-        expect(volumes.some(v => /:\/tls:ro$/.test(v)), `${name} mounts /tls read-only`).to.equal(true);
+      }
+    });
+
+    it('mounts each service only the TLS files it needs, read-only, file by file: never the certificate directory or a CA key', () => {
+      // Security finding 1 (issue 11): the CA's private key must never reach a container.
+      const tlsMounts = (service: Service): Record<string, string> => {
+        const mounts: Record<string, string> = {};
+        for (const volume of (service as { volumes?: string[] }).volumes ?? []) {
+          // SOURCE:TARGET:MODE, where SOURCE may hold `${VAR:-default}`: split from the right.
+          const parts = volume.split(':');
+          const mode = parts.length >= 3 ? parts.pop() : undefined;
+          const target = parts.pop() ?? '';
+          const source = parts.join(':');
+          if (!target.startsWith('/tls')) continue;
+          expect(mode, `${volume} read-only`).to.equal('ro');
+          mounts[target] = source;
+        }
+        return mounts;
+      };
+      for (const [name, service] of services) {
+        const mounts = tlsMounts(service);
+        for (const [target, source] of Object.entries(mounts)) {
+          expect(path.basename(source), `${name}: ${target} comes from a file of the same name`).to.equal(path.basename(target));
+          expect(source, `${name} mounts no CA key`).not.to.match(/ca\.key|ca-private/);
+        }
+        const expected = isRedis(service)
+          ? ['/tls/ca.crt', '/tls/server.crt', '/tls/server.key']
+          : file.includes('prod')
+            ? ['/tls/ca.crt', '/tls/client.crt', '/tls/client.key']
+            : ['/tls/ca.crt'];
+        expect(Object.keys(mounts).sort(), `${name} TLS mounts`).to.deep.equal(expected);
       }
     });
 
@@ -189,6 +219,32 @@ for (const file of FILES) {
     });
   });
 }
+
+describe('Dockerfile', () => {
+  const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
+  const stages = dockerfile.split(/^FROM /m).slice(1);
+
+  it('builds with the legacy builder as with BuildKit: no # syntax= line, no RUN --mount', () => {
+    expect(dockerfile).not.to.match(/^#\s*syntax\s*=/im);
+    expect(dockerfile).not.to.match(/--mount=/);
+  });
+
+  it('takes its base image as a build argument, the official node:20-slim by default, for every stage', () => {
+    expect(dockerfile).to.match(/^ARG NODE_IMAGE=node:20-slim$/m);
+    expect(stages.length).to.be.greaterThan(1);
+    for (const stage of stages) expect(stage.split('\n')[0]).to.match(/^\$\{NODE_IMAGE\} AS \w+/);
+  });
+
+  it('runs as node with a HEALTHCHECK, and copies no key, certificate bundle or secret into the image', () => {
+    const runtime = stages.at(-1) ?? '';
+    expect(runtime).to.match(/^USER node$/m);
+    expect(runtime).to.match(/^HEALTHCHECK .*CMD /m);
+    expect(dockerfile).not.to.match(/^(COPY|ADD)\b.*(\.key|\.pem|ca-certificates|secrets|certs\/)/im);
+    expect(dockerfile).not.to.match(/^(ARG|ENV)\b.*(PASSWORD|TOKEN|SECRET)/im);
+    const ignore = readFileSync(path.join(root, '.dockerignore'), 'utf8');
+    for (const pattern of ['**/*.key', '**/*.pem', '**/secrets', 'certs/dev', 'certs/prod']) expect(ignore).to.include(pattern);
+  });
+});
 
 function run(cmd: string, args: string[]): Promise<{ code: number; stderr: string }> {
   return new Promise(resolve => {

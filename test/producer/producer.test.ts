@@ -186,7 +186,7 @@ describe('producer library (TLS broker + TLS result backend)', function () {
     const c = createConnections({ options: resolveConnectionOptions({}, fx.env), role: 'worker' });
     try {
       const backend = new ResultBackend({ service: c.backend, prefix: fx.prefix });
-      const now = new Date().toISOString();
+      const now = Date.now();
       const base = { task: 'add', queue: 'default', attempt: 1, attempts: 1, enqueuedAt: now, startedAt: now, finishedAt: null, updatedAt: now };
       setTimeout(() => {
         void (async () => {

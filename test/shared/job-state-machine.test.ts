@@ -38,7 +38,7 @@ describe('the job record state machine (result backend over TLS)', function () {
   });
 
   const base = (over: Partial<RecordBase> = {}): RecordBase => {
-    const now = new Date().toISOString();
+    const now = Date.now();
     return { task: 'echo', queue: 'default', attempt: 1, attempts: 3, enqueuedAt: now, startedAt: now, finishedAt: null, updatedAt: now, ...over };
   };
   const op = (id: string, delivery: number, state: TransitionOp['state'], over: Partial<TransitionOp> = {}): TransitionOp => ({

@@ -3,7 +3,14 @@ import { TasklineError, type Logger } from '@taskline/shared';
 import { ResultNotSerializableError, ResultTooLargeError, TimeLimitError } from './errors.js';
 import type { AttemptAbort } from './attempt-abort.js';
 import type { ResolvedTask, TaskContext } from './tasks.js';
-import type { WorkerMetrics } from './worker-metrics.js';
+import type { Gauge, Histogram } from 'prom-client';
+
+/** Label-bound metric children of one queue and task, made once (a label lookup per job is measurable). */
+export interface AttemptMetrics {
+  active: Gauge.Internal<string>;
+  overrunning: Gauge.Internal<string>;
+  duration: Histogram.Internal<string>;
+}
 
 /** Largest progress value, as JSON. */
 const MAX_PROGRESS_BYTES = 16 * 1024;
@@ -17,7 +24,8 @@ export interface AttemptInput {
   controller: AttemptAbort;
   redelivered: boolean;
   delivery: number;
-  metrics: WorkerMetrics;
+  /** This queue's (and task's) metric children. */
+  metrics: AttemptMetrics;
   logger: () => Logger;
   /** Stores a progress value on the record (throttled by the caller's interval). */
   progress(value: unknown): Promise<void>;
@@ -35,14 +43,15 @@ export type AttemptOutcome = ({ ok: true; value: unknown } | { ok: false; error:
  * keeps counting in the active-jobs gauge (and in the overrunning gauge) until it really ends.
  */
 export async function runHandler(input: AttemptInput): Promise<AttemptOutcome> {
-  const { task, job, controller, metrics, queue } = input;
+  const { task, job, controller, metrics } = input;
   const timer =
     input.timeoutMs === null ? null : setTimeout(() => controller.abort(new TimeLimitError(task.name, input.timeoutMs ?? 0)), input.timeoutMs);
-  const progress = new ProgressThrottle(input.progress, input.progressIntervalMs, input.logger);
+  // Made on first use: most handlers never report progress.
+  let progress: ProgressThrottle | null = null;
   const ctx: TaskContext = {
     jobId: job.id ?? '',
     task: task.name,
-    queue,
+    queue: input.queue,
     attempt: job.attemptsMade + 1,
     attempts: job.opts.attempts ?? task.attempts,
     delivery: input.delivery,
@@ -53,45 +62,57 @@ export async function runHandler(input: AttemptInput): Promise<AttemptOutcome> {
     get logger() {
       return input.logger();
     },
-    progress: value => progress.report(value),
+    progress: value => (progress ??= new ProgressThrottle(input.progress, input.progressIntervalMs, input.logger)).report(value),
   };
-  const active = metrics.active.labels({ queue });
-  active.inc();
+  metrics.active.inc();
   const started = performance.now();
-  let handler: Promise<unknown>;
-  try {
-    handler = Promise.resolve(input.invoke ? input.invoke(ctx) : task.run(job.data, ctx));
-  } catch (err) {
-    handler = Promise.reject(err);
-  }
   let settled = false;
-  const ended = handler.then(
-    () => undefined,
-    () => undefined,
-  );
-  void ended.then(() => {
-    settled = true;
-    active.dec();
-    metrics.duration.observe({ task: task.name, queue }, (performance.now() - started) / 1000);
-  });
-  try {
-    const value = await untilAborted(handler, controller);
-    return { ok: true, value, ...progress.unsent() };
-  } catch (error) {
-    return { ok: false, error, ...progress.unsent() };
-  } finally {
-    if (timer) clearTimeout(timer);
-    progress.stop();
-    if (!settled) {
-      // The attempt is over but the handler is not: it ignores ctx.signal. Report it until it ends.
-      const overrunning = metrics.overrunning.labels({ queue });
-      overrunning.inc();
-      input.logger().warn('The handler is still running after its attempt ended (it ignores ctx.signal); its outcome will be discarded', {
-        reason: controller.reason instanceof Error ? controller.reason.name : String(controller.reason),
-      });
-      void ended.then(() => overrunning.dec());
+  let overrunning = false;
+  // One promise for the attempt: the handler settling or the signal aborting, whichever is first.
+  const outcome = new Promise<AttemptOutcome>(resolve => {
+    const end = (): void => {
+      settled = true;
+      metrics.active.dec();
+      metrics.duration.observe((performance.now() - started) / 1000);
+      if (overrunning) metrics.overrunning.dec();
+    };
+    let handler: Promise<unknown>;
+    try {
+      handler = Promise.resolve(input.invoke ? input.invoke(ctx) : task.run(job.data, ctx));
+    } catch (err) {
+      handler = Promise.reject(err);
     }
+    handler.then(
+      value => {
+        end();
+        resolve({ ok: true, value });
+      },
+      (error: unknown) => {
+        end();
+        resolve({ ok: false, error });
+      },
+    );
+    if (controller.aborted) resolve({ ok: false, error: controller.reason });
+    else controller.onAbort(reason => resolve({ ok: false, error: reason }));
+  });
+  const result = await outcome;
+  controller.onAbort(null);
+  if (timer) clearTimeout(timer);
+  // Assigned by the handler's ctx.progress (TypeScript cannot see the closure assign it).
+  const reported = progress as ProgressThrottle | null;
+  if (reported) {
+    Object.assign(result, reported.unsent());
+    reported.stop();
   }
+  if (!settled) {
+    // The attempt is over but the handler is not: it ignores ctx.signal. Report it until it ends.
+    overrunning = true;
+    metrics.overrunning.inc();
+    input.logger().warn('The handler is still running after its attempt ended (it ignores ctx.signal); its outcome will be discarded', {
+      reason: controller.reason instanceof Error ? controller.reason.name : String(controller.reason),
+    });
+  }
+  return result;
 }
 
 /** Serialises a handler's return value once, checking it is JSON and within the size cap. */
@@ -105,29 +126,6 @@ export function serialiseResult(task: string, value: unknown, maxBytes: number):
   const bytes = Buffer.byteLength(json);
   if (bytes - 11 > maxBytes) return { ok: false, error: new ResultTooLargeError(task, bytes - 11, maxBytes) };
   return { ok: true, json };
-}
-
-/**
- * Settles as soon as the signal aborts even if the handler ignores it (a never-settling handler
- * cannot hold the slot past its time limit). Whatever the handler does later is swallowed, so it
- * can never become an unhandled rejection.
- */
-function untilAborted<T>(handler: Promise<T>, attempt: AttemptAbort): Promise<T> {
-  handler.catch(() => undefined);
-  if (attempt.aborted) return Promise.reject(attempt.reason);
-  return new Promise<T>((resolve, reject) => {
-    attempt.onAbort(reject);
-    handler.then(
-      value => {
-        attempt.onAbort(null);
-        resolve(value);
-      },
-      (err: unknown) => {
-        attempt.onAbort(null);
-        reject(err);
-      },
-    );
-  });
 }
 
 /** Progress writes at most once per interval; the latest value always wins and is never lost. */

@@ -103,15 +103,15 @@ export class FailedSweeper {
           const [err, fields] = replies[i] ?? [];
           if (err || !Array.isArray(fields) || fields[0] === null) return;
           const [name, failedReason, timestamp, atm, ats, finishedOn] = fields as Array<string | null>;
-          const at = new Date(Number(finishedOn) || Date.now()).toISOString();
+          const at = Number(finishedOn) || Date.now();
           const previous = records.get(id);
           const base: RecordBase = {
             task: name ?? 'unknown',
             queue,
             attempt: Math.max(1, Number(atm) || 0),
             attempts: previous?.attempts ?? null,
-            enqueuedAt: timestamp ? new Date(Number(timestamp)).toISOString() : null,
-            startedAt: previous?.startedAt ?? null,
+            enqueuedAt: timestamp ? Number(timestamp) : null,
+            startedAt: previous?.startedAt ? Date.parse(previous.startedAt) : null,
             finishedAt: at,
             updatedAt: at,
             ...(previous?.worker ? { worker: previous.worker } : {}),

@@ -16,7 +16,7 @@ import {
 import { encodeBackoff } from './backoff.js';
 import { JobRevokedError, StaleDeliveryError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
 import { AttemptAbort, type Abortable } from './attempt-abort.js';
-import { runHandler, serialiseResult } from './attempt.js';
+import { runHandler, serialiseResult, type AttemptMetrics } from './attempt.js';
 import type { HandlerPool } from './isolation/handler-pool.js';
 import { PendingStart } from './pending-start.js';
 import type { RevokedJobs } from './revoked-jobs.js';
@@ -61,8 +61,22 @@ export function createJobProcessor(deps: JobRunnerDeps) {
   const { tasks, queue, metrics } = deps;
   const known = [...tasks.tasks.keys()];
   const misrouted = new Set<string>();
+  const backoffs = new Map<string, ReturnType<typeof encodeBackoff>>();
+  const backoffOf = (task: ResolvedTask): ReturnType<typeof encodeBackoff> => {
+    let b = backoffs.get(task.name);
+    if (!b) backoffs.set(task.name, (b = encodeBackoff(task.backoff)));
+    return b;
+  };
   // Label-bound metric children, made once: looking labels up per job is measurable.
   const latency = metrics.latency.labels({ queue });
+  const active = metrics.active.labels({ queue });
+  const overrunning = metrics.overrunning.labels({ queue });
+  const perTask = new Map<string, AttemptMetrics>();
+  const attemptMetrics = (task: string): AttemptMetrics => {
+    let m = perTask.get(task);
+    if (!m) perTask.set(task, (m = { active, overrunning, duration: metrics.duration.labels({ task, queue }) }));
+    return m;
+  };
   const outcomes = new Map<string, ReturnType<typeof metrics.jobs.labels>>();
   const count = (task: string, outcome: 'success' | 'failure' | 'retry' | 'revoked'): void => {
     const key = `${task}\n${outcome}`;
@@ -107,14 +121,14 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     // The job's child logger is made on first use: one per job is measurable on the hot path.
     let bound: Logger | null = null;
     const logger = (): Logger => (bound ??= deps.logger.child({ jobId, task: job.name, queue }));
-    const now = new Date().toISOString();
+    const now = Date.now();
     const meta = jobMeta(job.opts);
     const base: RecordBase = {
       task: job.name,
       queue,
       attempt: job.attemptsMade + 1,
       attempts: job.opts.attempts || (task?.attempts ?? 1),
-      enqueuedAt: new Date(job.timestamp).toISOString(),
+      enqueuedAt: job.timestamp,
       startedAt: now,
       finishedAt: null,
       updatedAt: now,
@@ -143,7 +157,7 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     // Only what the caller set travels with the job; the task's definition fills the rest, on
     // every attempt (BullMQ decides retries and backoff from these in-memory options).
     if (!job.opts.attempts) job.opts.attempts = task.attempts;
-    job.opts.backoff ??= encodeBackoff(task.backoff);
+    job.opts.backoff ??= backoffOf(task);
     base.attempts = job.opts.attempts;
     const timeoutMs = meta.timeoutMs === undefined ? task.timeoutMs : Math.min(meta.timeoutMs, task.timeoutMs ?? meta.timeoutMs);
     base.timeoutMs = timeoutMs;
@@ -207,7 +221,7 @@ export function createJobProcessor(deps: JobRunnerDeps) {
         controller,
         redelivered: base.redelivered === true,
         delivery,
-        metrics,
+        metrics: attemptMetrics(task.name),
         logger,
         progress: async value => {
           await start?.flush();
@@ -216,7 +230,7 @@ export function createJobProcessor(deps: JobRunnerDeps) {
         progressIntervalMs: deps.progressIntervalMs,
       });
       start?.cancel();
-      const finished = new Date().toISOString();
+      const finished = Date.now();
       base.updatedAt = finished;
 
       let thrown: unknown = outcome.ok ? undefined : outcome.error;
