@@ -98,22 +98,33 @@ export async function loadScripts(service: RedisService, scripts: readonly LuaSc
  * live in memory only) and every `intervalMs` (a SCRIPT FLUSH, a failover to a fresh replica).
  * Errors are logged and retried; resolves when `signal` aborts.
  */
+/** What the watch last saw on one service: every script in place, or why not. */
+export interface ScriptWatchState {
+  ok: boolean;
+  /** ISO time of the last load round. */
+  checkedAt: string | null;
+  error: string | null;
+}
+
 export async function watchScripts(
   connections: TasklineConnections,
   catalog: ScriptCatalog,
-  options: { intervalMs: number; signal: AbortSignal; logger: Logger },
+  options: { intervalMs: number; signal: AbortSignal; logger: Logger; state?: Record<'broker' | 'backend', ScriptWatchState> },
 ): Promise<void> {
   const { logger, signal } = options;
+  const state = options.state ?? { broker: { ok: false, checkedAt: null, error: null }, backend: { ok: false, checkedAt: null, error: null } };
   const failing = new Map<string, string>();
   const ensure = async (service: RedisService): Promise<void> => {
     try {
       const done = await loadScripts(service, catalog[service.service]);
       if (done.missing.length > 0) logger.info('loaded scripts', { service: done.service, loaded: done.missing.length, total: done.total });
       if (failing.delete(service.service)) logger.info('scripts in place again', { service: service.service });
+      state[service.service] = { ok: true, checkedAt: new Date().toISOString(), error: null };
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       if (failing.get(service.service) !== message) logger.warn(message, { service: service.service, code: (err as { code?: string }).code });
       failing.set(service.service, message);
+      state[service.service] = { ok: false, checkedAt: new Date().toISOString(), error: message };
     }
   };
   const services = [connections.broker, connections.backend];

@@ -5,7 +5,8 @@ import type { ConnectionOptions } from './config.js';
 import { createConnections, type TasklineConnections } from './connections.js';
 import { connectionOptionsFromFlags, withConnectionFlags } from './health-command.js';
 import { createLogger } from './logger.js';
-import { checkScripts, loadScripts, scriptCatalog, watchScripts, type ScriptCatalog, type ScriptReport } from './script-loader.js';
+import { checkScripts, loadScripts, scriptCatalog, watchScripts, type ScriptCatalog, type ScriptReport, type ScriptWatchState } from './script-loader.js';
+import { startOpsServer, type OpsServer } from './ops-server.js';
 
 type Out = (line: string) => void;
 type Flags = { 'redis-url'?: string; 'result-redis-url'?: string };
@@ -66,8 +67,11 @@ export function runScriptsCheck(options: ConnectionOptions, catalog: ScriptCatal
   });
 }
 
-/** `scripts load --watch`: loads, then reloads after every Redis restart until SIGTERM/SIGINT. */
-async function runScriptsWatch(options: ConnectionOptions, catalog: ScriptCatalog, intervalMs: number): Promise<number> {
+/**
+ * `scripts load --watch`: loads, then reloads after every Redis restart until SIGTERM/SIGINT. With
+ * `metricsPort`, serves /healthz, /readyz (200 while both servers have every script) and /metrics.
+ */
+async function runScriptsWatch(options: ConnectionOptions, catalog: ScriptCatalog, intervalMs: number, metricsPort: number | null): Promise<number> {
   const logger = createLogger({ component: 'script-loader' });
   const stop = new AbortController();
   const onSignal = (signal: string): void => {
@@ -99,10 +103,24 @@ async function runScriptsWatch(options: ConnectionOptions, catalog: ScriptCatalo
       if (stop.signal.aborted) return 0;
     }
   }
-  logger.info('watching: scripts are reloaded after every Redis restart', { broker: catalog.broker.length, backend: catalog.backend.length, intervalMs });
+  const state: Record<'broker' | 'backend', ScriptWatchState> = {
+    broker: { ok: false, checkedAt: null, error: null },
+    backend: { ok: false, checkedAt: null, error: null },
+  };
+  let ops: OpsServer | null = null;
   try {
-    await watchScripts(connections, catalog, { intervalMs, signal: stop.signal, logger });
+    if (metricsPort !== null) {
+      const registry = connections.registry;
+      ops = await startOpsServer({ port: metricsPort, registry, ready: () => ({ ok: state.broker.ok && state.backend.ok, ...state }) });
+      logger.info('ops server listening', { port: ops.port, paths: ['/metrics', '/healthz', '/readyz'] });
+    }
+    logger.info('watching: scripts are reloaded after every Redis restart', { broker: catalog.broker.length, backend: catalog.backend.length, intervalMs });
+    await watchScripts(connections, catalog, { intervalMs, signal: stop.signal, logger, state });
+  } catch (err) {
+    logger.error(err instanceof Error ? err.message : String(err));
+    return 1;
   } finally {
+    await ops?.close();
     await connections.close();
   }
   return 0;
@@ -126,11 +144,17 @@ export function scriptsCommand(redisConnection: unknown): CommandModule<object, 
       withConnectionFlags(yargs)
         .positional('action', { choices: ['load', 'check', 'list'] as const, describe: 'load: SCRIPT LOAD what is missing; check: exit 1 if any is missing; list: print service, SHA and name' })
         .option('watch', { type: 'boolean', default: false, describe: 'load: keep running and reload after every Redis restart (a sidecar beside the deployment)' })
-        .option('interval-ms', { type: 'number', default: 5000, describe: 'load --watch: also check this often (catches SCRIPT FLUSH)' }) as never,
+        .option('interval-ms', { type: 'number', default: 5000, describe: 'load --watch: also check this often (catches SCRIPT FLUSH)' })
+        .option('metrics-port', { type: 'number', describe: 'load --watch: serve /healthz, /readyz (200 while every script is in place) and /metrics on this port' }) as never,
     handler: async argv => {
-      const args = argv as unknown as Flags & { action: 'load' | 'check' | 'list'; watch: boolean; 'interval-ms': number };
+      const args = argv as unknown as Flags & { action: 'load' | 'check' | 'list'; watch: boolean; 'interval-ms': number; 'metrics-port'?: number };
       const interval = args['interval-ms'];
+      const port = args['metrics-port'];
       if (args.watch && args.action !== 'load') return usageError(`--watch goes with \`scripts load\`, not \`scripts ${args.action}\`; drop it.`);
+      if (port !== undefined && !args.watch) return usageError('--metrics-port goes with `scripts load --watch`; add --watch or drop it.');
+      if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+        return usageError(`--metrics-port must be a port number from 0 to 65535, got "${String(port)}"; fix it.`);
+      }
       if (!Number.isInteger(interval) || interval < 100 || interval > 3_600_000) {
         return usageError(`--interval-ms must be a whole number from 100 to 3600000, got "${String(interval)}"; fix it.`);
       }
@@ -147,7 +171,7 @@ export function scriptsCommand(redisConnection: unknown): CommandModule<object, 
         for (const service of ['broker', 'backend'] as const) for (const s of all[service]) console.log(`${service} ${s.sha} ${s.name}`);
       } else if (args.action === 'check') process.exitCode = await runScriptsCheck(options, all);
       else if (!args.watch) process.exitCode = await runScriptsLoad(options, all);
-      else process.exitCode = await runScriptsWatch(options, all, interval);
+      else process.exitCode = await runScriptsWatch(options, all, interval, port ?? null);
     },
   };
 }

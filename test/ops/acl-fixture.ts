@@ -106,8 +106,8 @@ export class AclServers {
   }
 
   /** Starts `scripts load --watch` as the loader user; its JSON log lines collect in `lines`. */
-  startLoaderWatch(intervalMs = 1000): LoaderProcess {
-    const child = spawn(process.execPath, [BINS.worker, 'scripts', 'load', '--watch', '--interval-ms', String(intervalMs)], {
+  startLoaderWatch(intervalMs = 1000, extraArgs: string[] = []): LoaderProcess {
+    const child = spawn(process.execPath, [BINS.worker, 'scripts', 'load', '--watch', '--interval-ms', String(intervalMs), ...extraArgs], {
       env: { ...process.env, ...this.envAs('loader'), LOG_LEVEL: 'info', LOG_FORMAT: 'json' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

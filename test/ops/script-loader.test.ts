@@ -122,12 +122,31 @@ describe('ops: preloaded scripts and the loader', function () {
       await flushScripts();
       acl.broker.kill('SIGKILL');
       const started = Date.now();
-      loader = acl.startLoaderWatch(1000);
+      loader = acl.startLoaderWatch(1000, ['--metrics-port', '0']);
       await loader.waitFor(line => line.fields['code'] === 'CONNECTION_REFUSED', started);
       await sleep(1500);
       await acl.broker.restart();
+      const listening = await loader.waitFor(line => line.message === 'ops server listening', started, 30_000);
+      const readyz = async (): Promise<{ status: number; body: Record<string, { ok: boolean; error: string | null }> }> => {
+        const res = await fetch(`http://127.0.0.1:${String(listening.fields['port'])}/readyz`);
+        return { status: res.status, body: (await res.json()) as Record<string, { ok: boolean; error: string | null }> };
+      };
       await loader.waitFor(line => line.message === 'loaded scripts' && line.fields['service'] === 'broker', started, 30_000);
       await loader.waitFor(line => line.message === 'loaded scripts' && line.fields['service'] === 'backend', started);
+      expect((await readyz()).status, '/readyz once every script is in place').to.equal(200);
+      // The broker gone again: the sidecar turns unready (its next round fails), and ready once it is back.
+      acl.broker.kill('SIGKILL');
+      const down = Date.now();
+      let seen = await readyz();
+      while (seen.status === 200 && Date.now() - down < 10_000) {
+        await sleep(100);
+        seen = await readyz();
+      }
+      expect(seen.status, '/readyz while the broker is down').to.equal(503);
+      expect(seen.body['broker']?.ok).to.equal(false);
+      await acl.broker.restart();
+      await loader.waitFor(line => line.message === 'loaded scripts' && line.fields['service'] === 'broker', down, 30_000);
+      expect((await readyz()).status).to.equal(200);
 
       const wrong = path.join(acl.secretsDir, 'wrong_password');
       await writeFile(wrong, 'not-the-password\n', { mode: 0o600 });
