@@ -12,7 +12,7 @@ usage() {
 Usage: $PROG [--prefix taskline] [--redis-version 7.2] [DIR]
 
 Writes into DIR (default: compose/secrets), mode 600 for passwords, 640 for ACL files:
-  redis_{producer,worker,scheduler,metrics,admin}_password   random, 64 hex characters
+  redis_{producer,worker,scheduler,metrics,loader,admin}_password   random, 64 hex characters
   producer_api_token                                         random, 64 hex characters
   redis_broker.acl, redis_backend.acl                        ops/acl/generate-acl.sh output
 Then give the containers' shared group read access (see compose/README.md):

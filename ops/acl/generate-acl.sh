@@ -10,16 +10,24 @@ usage() {
   cat <<USAGE
 Usage: $PROG --service broker|backend --secrets-dir DIR [--prefix taskline] [--out FILE]
 
-Users written (each password read from DIR/redis_<user>_password):
-  producer, worker, scheduler  the taskline processes: commands BullMQ (broker) or the result
-                               backend needs, on keys and channels under "<prefix>:" only
-  metrics                      PING, INFO and read-only queue lengths (health checks, exporters)
-  admin                        everything; for operators only (certificate reload, ACL LOAD, backups)
-  default                      off (unauthenticated connections are refused)
+Users written (each password read from DIR/redis_<user>_password); P is the prefix:
+  producer   broker: BullMQ queue keys P:<queue>:*, adds to P::queues; backend: reads job records,
+             writes revoke markers, publishes revokes, subscribes to job channels
+  worker     broker: BullMQ queue keys, P::queues, its rate-limit counters P::ratelimit:*;
+             backend: writes job records (the transition script), reads revokes, subscribes to them
+  scheduler  broker: BullMQ queue keys, P::queues, the beat's lease/fence/schedules P::beat:*;
+             backend: nothing but connecting
+  metrics    PING, INFO and queue lengths; never job payloads or results
+  loader     SCRIPT LOAD / SCRIPT EXISTS only: \`taskline-<bin> scripts load --watch\` (REDIS_SCRIPTS=preloaded)
+  admin      everything; for operators only (certificate reload, ACL LOAD, backups)
+  default    off, no password (unauthenticated connections are refused; see docs/SECURITY.md
+             for why it still holds every right: AOF replay runs as it)
+App users (producer, worker, scheduler) run Lua only by EVALSHA: no EVAL, SCRIPT or FUNCTION.
+The broker and the result backend must be separate Redis servers (their rules differ per user).
 
 Options:
   --service broker|backend   which Redis the file is for (required)
-  --secrets-dir DIR          directory holding redis_{producer,worker,scheduler,metrics,admin}_password
+  --secrets-dir DIR          directory holding redis_{producer,worker,scheduler,metrics,loader,admin}_password
   --prefix NAME              TASKLINE_PREFIX of the deployment (default: taskline)
   --out FILE                 where to write (default: stdout); written atomically with mode 640
   --redis-version X.Y        Redis version of the server (default: 7.2); before 7.2 CLIENT SETINFO
@@ -64,7 +72,7 @@ done
 SETINFO=""
 if (( BASH_REMATCH[1] > 7 || BASH_REMATCH[2] >= 2 )); then SETINFO="+client|setinfo"; fi
 
-USERS=(producer worker scheduler metrics admin)
+USERS=(producer worker scheduler metrics loader admin)
 
 if [[ $INIT -eq 1 ]]; then
   mkdir -p "$SECRETS_DIR"
@@ -91,9 +99,9 @@ password_hash() {
 # Connection set-up every client needs: RESP3 HELLO, AUTH, CLIENT SETNAME/SETINFO, the ready check (INFO).
 CONNECTION="+hello +auth +ping +echo +select +quit +reset +info +client|setname +client|getname $SETINFO +client|id +client|info"
 
-# What BullMQ 6 runs: its Lua scripts (EVAL/EVALSHA; ACLs also check every redis.call inside them),
-# the data commands those scripts and its JS call, blocking fetches and transactions.
-BULLMQ="+eval +evalsha +script|load +script|exists +multi +exec +discard +watch +unwatch \
+# The data commands BullMQ 6's Lua scripts and its JS run (ACLs judge every redis.call inside a
+# script too), blocking fetches and transactions. Lua runs only as EVALSHA of a loaded script.
+BULLMQ="+evalsha +multi +exec +discard +watch +unwatch \
 +bzpopmin +bzpopmax +blmove +brpoplpush +xread +xadd +xdel +xlen +xrange +xrevrange +xtrim \
 +get +set +del +unlink +exists +type +rename +incr +incrby +expire +pexpire +pexpireat +persist +ttl +pttl +time \
 +hget +hset +hsetnx +hmget +hmset +hgetall +hdel +hexists +hincrby +hlen +hscan \
@@ -102,15 +110,51 @@ BULLMQ="+eval +evalsha +script|load +script|exists +multi +exec +discard +watch 
 +zadd +zrem +zcard +zcount +zscore +zrank +zrevrank +zincrby +zpopmin +zrange +zrangebyscore +zrangebylex \
 +zrevrange +zrevrangebyscore +zlexcount +zremrangebyscore +zremrangebyrank +zscan"
 
-# What the result backend needs: TTL'd records, a transaction to write + notify, pub/sub for waits and
-# revokes, and the Lua guard that records STARTED without overwriting a final state.
-RESULTS="+get +set +del +exists +expire +ttl +pttl +hget +hgetall +hmget +hset +hdel +zadd +zrangebyscore +zremrangebyscore +zscore +multi +exec +discard +publish +subscribe +unsubscribe +eval +evalsha +script|load +script|exists"
+# Read-only counts: health checks and exporters see INFO, PING and queue lengths, never job data.
+METRICS_CONNECTION="+hello +auth +ping +quit +info +client|setname $SETINFO"
+COUNTS="+llen +zcard +hlen +xlen +scard +type +exists +ttl +pttl"
 
-# Read-only: health checks and exporters see INFO, PING and queue lengths, never job data.
-METRICS="+hello +auth +ping +quit +info +client|setname $SETINFO +llen +zcard +hlen +xlen +scard +type +exists +ttl +pttl"
+# BullMQ queue keys are P:<queue>:... and a queue name never starts with ':' (nor is empty), so this
+# glob never matches taskline's own P::... keys. ('-' first: inside [...] "a-b" is a range.)
+QUEUES="${PREFIX}:[-.0-9A-Z_a-z]*"
+# The queue registry: every app user may add to it and list it, nothing else (a selector).
+REGISTRY="(~${PREFIX}::queues +sadd +smembers)"
 
-if [[ "$SERVICE" == broker ]]; then APP=$BULLMQ; else APP=$RESULTS; fi
-SCOPE="resetkeys resetchannels ~${PREFIX}:* &${PREFIX}:*"
+# Result backend. EVALSHA declares every key it names read-write, whatever the script does with it;
+# this selector lets the declared keys pass, while each command the script runs is still judged by
+# the user's other rules (a producer running the transition script gets its HSET refused).
+SCRIPT_KEYS="(+evalsha ~${PREFIX}:result:* ~${PREFIX}:revoke:*)"
+RECORD="${PREFIX}:result:*"
+MARKER="${PREFIX}:revoke:*"
+REVOKED="${PREFIX}:revoked"
+JOB_CHANNELS="&${PREFIX}:job:*"
+REVOKE_CHANNEL="&${PREFIX}:revoke"
+
+user_line() {
+  local user=$1; shift
+  echo "user $user on resetpass #${HASH[$user]} resetkeys resetchannels $*"
+}
+
+render_broker() {
+  user_line producer "~$QUEUES -@all $CONNECTION $BULLMQ $REGISTRY"
+  user_line worker "~$QUEUES -@all $CONNECTION $BULLMQ $REGISTRY (~${PREFIX}::ratelimit:* +incr +pexpire)"
+  # hkeys/renamenx: a leader adopts the owned-schedules hash of earlier versions (P:beat:schedules).
+  user_line scheduler "~$QUEUES ~${PREFIX}::beat:* -@all $CONNECTION $BULLMQ +hkeys +renamenx $REGISTRY"
+  user_line metrics "%R~$QUEUES -@all $METRICS_CONNECTION $COUNTS (%R~${PREFIX}::queues +smembers)"
+}
+
+render_backend() {
+  # Reads records; writes revoke markers and the revoked index; publishes revokes (and the REVOKED
+  # wake-up on the job's channel, from the revoke script); subscribes to job channels only.
+  user_line producer "%R~$RECORD ~$MARKER ~$REVOKED $JOB_CHANNELS $REVOKE_CHANNEL -@all $CONNECTION \
++hgetall +hget +get +set +zadd +zremrangebyscore +publish +unsubscribe +evalsha $SCRIPT_KEYS (+subscribe $JOB_CHANNELS)"
+  # Writes records (the transition script) and publishes their changes; reads revoke markers and
+  # the index; subscribes to the revoke channel only (it cannot publish a revoke).
+  user_line worker "~$RECORD %R~$MARKER %R~$REVOKED $JOB_CHANNELS -@all $CONNECTION \
++hmget +hgetall +hget +get +hset +hdel +expire +zrangebyscore +publish +unsubscribe +evalsha $SCRIPT_KEYS (+subscribe $REVOKE_CHANNEL)"
+  user_line scheduler "-@all $CONNECTION"
+  user_line metrics "-@all $METRICS_CONNECTION"
+}
 
 # Hashed up front, outside any command substitution, so a missing file stops the script.
 declare -A HASH
@@ -120,15 +164,13 @@ done
 
 render() {
   # Redis ACL files allow no comments: the header lives in docs/OPERATIONS.md.
-  # default: off, no password and no nopass, so no client can be it. Its permissions stay whole
-  # because Redis replays the AOF as the default user and re-checks its ACL at each EXEC: with
-  # -@all every MULTI/EXEC in the AOF (all of BullMQ's script effects) is refused at load and
-  # the jobs silently vanish on a restart (redis/redis#14541, fixed in later releases only).
-  echo "user default off resetpass ~* &* +@all"
-  for user in producer worker scheduler; do
-    echo "user $user on resetpass #${HASH[$user]} $SCOPE -@all $CONNECTION $APP"
-  done
-  echo "user metrics on resetpass #${HASH[metrics]} resetkeys resetchannels %R~${PREFIX}:* -@all $METRICS"
+  # The default user is off and has no password (no nopass either): nobody can log in as it, not
+  # even if it is turned on. It holds every right because Redis replays an AOF's MULTI/EXEC blocks
+  # (every script's writes: all of BullMQ's) as the default user and re-checks its ACL at EXEC
+  # (redis/redis#14541, fixed upstream in late 2025): with no rights, a restart drops them silently.
+  echo "user default off resetpass resetkeys resetchannels ~* &* +@all"
+  if [[ "$SERVICE" == broker ]]; then render_broker; else render_backend; fi
+  user_line loader "-@all $CONNECTION +script|load +script|exists"
   echo "user admin on resetpass #${HASH[admin]} ~* &* +@all"
 }
 

@@ -1,11 +1,13 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { RedisConnection } from 'bullmq';
 import {
   ConfigError,
   ResultTimeoutError,
   connectionOptionsFromFlags,
   createLogger,
   healthCommand,
+  scriptsCommand,
   isJobId,
   withConnectionFlags,
   type Logger,
@@ -220,7 +222,8 @@ export function buildCli(args: string[]) {
     )
     .command('inspect', 'Queue counts, failed jobs, pause/resume', y => inspectCommands(y as Argv<CommonArgs>))
     .command(healthCommand())
-    .demandCommand(1, 'Name a command: serve, enqueue, result, revoke, inspect or health.')
+    .command(scriptsCommand(RedisConnection))
+    .demandCommand(1, 'Name a command: serve, enqueue, result, revoke, inspect, health or scripts.')
     .strict()
     .help()
     .alias('h', 'help')

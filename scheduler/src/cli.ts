@@ -1,10 +1,12 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { RedisConnection } from 'bullmq';
 import {
   connectionOptionsFromFlags,
   createConnections,
   createLogger,
   healthCommand,
+  scriptsCommand,
   parseIntegerSetting,
   resolvePrefix,
   resolveRoutes,
@@ -135,7 +137,8 @@ await yargs(hideBin(process.argv))
     validate(argv).catch(fail),
   )
   .command(healthCommand())
-  .demandCommand(1, 'Name a command: start, list, validate or health.')
+  .command(scriptsCommand(RedisConnection))
+  .demandCommand(1, 'Name a command: start, list, validate, health or scripts.')
   .strict()
   .help()
   .parseAsync();

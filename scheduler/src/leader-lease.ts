@@ -1,48 +1,24 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE, LEASE_RELEASE, LEASE_RENEW, evalScript } from '@taskline/shared';
 
 /**
- * The beat's leader lease: one key per prefix, `<prefix>:beat:lease`, holding the leader's random
+ * The beat's leader lease: one key per prefix, `<prefix>::beat:lease`, holding the leader's random
  * token, set with NX and a TTL and renewed by compare-and-pexpire. A fencing number
- * (`<prefix>:beat:fence`, INCR at every acquisition) orders leaders: a write fenced with an older
+ * (`<prefix>::beat:fence`, INCR at every acquisition) orders leaders: a write fenced with an older
  * number is refused even if its lease check passed.
  *
- * Keys and their owner (the beat): `beat:lease` expires by itself (PX); `beat:fence` is a single
- * integer kept for the life of the prefix (it must never go back, so it has no TTL).
+ * Keys and their owner (the beat): `::beat:lease` expires by itself (PX); `::beat:fence` is a single
+ * integer kept for the life of the prefix (it must never go back, so it has no TTL). The Lua is in
+ * @taskline/shared (beat-lease-scripts.ts), where the script loader finds it. The double
+ * colon keeps them apart from every BullMQ queue key (`<prefix>:<queue>:…`, queue names are never
+ * empty), so the Redis ACL can give them to the scheduler user alone (ops/acl/generate-acl.sh).
  */
 
-// KEYS[1] lease, KEYS[2] fence; ARGV[1] token, ARGV[2] ttl ms → fence number, or 0 when held by another.
-const ACQUIRE = `
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return redis.call('INCR', KEYS[2])
-end
-return 0`;
-
-// KEYS[1] lease, KEYS[2] fence; ARGV[1] token, ARGV[2] ttl ms, ARGV[3] fence → 1 renewed, 0 lost.
-const RENEW = `
-if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[3] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0`;
-
-// KEYS[1] lease, KEYS[2] fence; ARGV[1] token, ARGV[2] fence, ARGV[3] min remaining ms → 1 ok, 0 not.
-const CHECK = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then return 0 end
-return 1`;
-
-// KEYS[1] lease; ARGV[1] token → deletes the lease only if it is ours.
-const RELEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`;
-
-// KEYS[1] lease, KEYS[2] fence, KEYS[3] hash; ARGV[1] token, ARGV[2] fence, ARGV[3] min remaining ms,
-// ARGV[4] 'set'|'del', ARGV[5] field, ARGV[6] value → 1 written, 0 refused (not the leader).
-const FENCED_HASH_WRITE = `
-if redis.call('GET', KEYS[1]) ~= ARGV[1] or redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then return 0 end
-if ARGV[4] == 'set' then redis.call('HSET', KEYS[3], ARGV[5], ARGV[6]) else redis.call('HDEL', KEYS[3], ARGV[5]) end
-return 1`;
+/** The beat's keys on the broker: `<prefix>::beat:<name>` (lease, fence, schedules). */
+export function beatKey(prefix: string, name: 'lease' | 'fence' | 'schedules'): string {
+  return `${prefix}::beat:${name}`;
+}
 
 export interface LeaderLeaseOptions {
   client: Redis;
@@ -62,8 +38,8 @@ export class LeaderLease {
   #validFrom = 0;
 
   constructor(private readonly options: LeaderLeaseOptions) {
-    this.leaseKey = `${options.prefix}:beat:lease`;
-    this.fenceKey = `${options.prefix}:beat:fence`;
+    this.leaseKey = beatKey(options.prefix, 'lease');
+    this.fenceKey = beatKey(options.prefix, 'fence');
   }
 
   get fence(): number | null {
@@ -81,7 +57,7 @@ export class LeaderLease {
 
   async tryAcquire(): Promise<number | null> {
     const sentAt = performance.now();
-    const fence = Number(await this.options.client.eval(ACQUIRE, 2, this.leaseKey, this.fenceKey, this.token, String(this.options.ttlMs)));
+    const fence = Number(await evalScript(this.options.client, LEASE_ACQUIRE, [this.leaseKey, this.fenceKey], [this.token, String(this.options.ttlMs)]));
     if (fence > 0) {
       this.#fence = fence;
       this.#validFrom = sentAt;
@@ -98,7 +74,7 @@ export class LeaderLease {
       return false;
     }
     const sentAt = performance.now();
-    const ok = Number(await this.options.client.eval(RENEW, 2, this.leaseKey, this.fenceKey, this.token, String(this.options.ttlMs), String(this.#fence)));
+    const ok = Number(await evalScript(this.options.client, LEASE_RENEW, [this.leaseKey, this.fenceKey], [this.token, String(this.options.ttlMs), String(this.#fence)]));
     if (ok !== 1) {
       this.#fence = null;
       return false;
@@ -110,7 +86,7 @@ export class LeaderLease {
   /** Asks Redis, atomically, whether the lease is still ours with enough time left for a write. */
   async check(): Promise<boolean> {
     if (!this.held || this.#fence === null) return false;
-    const ok = Number(await this.options.client.eval(CHECK, 2, this.leaseKey, this.fenceKey, this.token, String(this.#fence), String(this.options.minRemainingMs)));
+    const ok = Number(await evalScript(this.options.client, LEASE_CHECK, [this.leaseKey, this.fenceKey], [this.token, String(this.#fence), String(this.options.minRemainingMs)]));
     if (ok !== 1) this.#fence = null;
     return ok === 1;
   }
@@ -119,7 +95,7 @@ export class LeaderLease {
   async fencedHashWrite(hashKey: string, op: 'set' | 'del', field: string, value = ''): Promise<boolean> {
     if (!this.held || this.#fence === null) return false;
     const ok = Number(
-      await this.options.client.eval(FENCED_HASH_WRITE, 3, this.leaseKey, this.fenceKey, hashKey, this.token, String(this.#fence), String(this.options.minRemainingMs), op, field, value),
+      await evalScript(this.options.client, LEASE_FENCED_HASH_WRITE, [this.leaseKey, this.fenceKey, hashKey], [this.token, String(this.#fence), String(this.options.minRemainingMs), op, field, value]),
     );
     if (ok !== 1) this.#fence = null;
     return ok === 1;
@@ -129,7 +105,7 @@ export class LeaderLease {
   async release(): Promise<void> {
     const had = this.#fence !== null;
     this.#fence = null;
-    if (had) await this.options.client.eval(RELEASE, 1, this.leaseKey, this.token);
+    if (had) await evalScript(this.options.client, LEASE_RELEASE, [this.leaseKey], [this.token]);
   }
 
   /** Forgets leadership locally without touching Redis (used when Redis cannot be reached). */

@@ -1,7 +1,7 @@
 import type { Queue, JobSchedulerJson, JobSchedulerTemplateOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '@taskline/shared';
-import type { LeaderLease } from './leader-lease.js';
+import { beatKey, type LeaderLease } from './leader-lease.js';
 import type { ScheduleEntry } from './schedule-file.js';
 
 /**
@@ -20,11 +20,12 @@ import type { ScheduleEntry } from './schedule-file.js';
  * - a beat failover loses no tick at all: the beat only declares schedules, it is not in the tick
  *   path. While no beat leads, changes to the file wait; ticks keep coming.
  *
- * Ownership: `<prefix>:beat:schedules` (a hash, field `<queue>/<scheduler id>`, value the entry
+ * Ownership: `<prefix>::beat:schedules` (a hash, field `<queue>/<scheduler id>`, value the entry
  * hash) lists the schedulers this beat created. Only those are updated or removed; other job
  * schedulers in the same queues are never touched. The beat owns that key: it adds a field when it
  * creates a scheduler and deletes the field when it removes it (no TTL: it lives as long as the
- * schedules it describes).
+ * schedules it describes). Before the double colon it was `<prefix>:beat:schedules`; a leader
+ * adopts such a hash once (adoptLegacyOwnedKey) so no schedule is orphaned by an upgrade.
  */
 
 export interface ReconcileResult {
@@ -57,7 +58,24 @@ export function schedulerIdFor(entry: Pick<ScheduleEntry, 'id'>): string {
 }
 
 export function ownedKey(prefix: string): string {
-  return `${prefix}:beat:schedules`;
+  return beatKey(prefix, 'schedules');
+}
+
+/** What the owned-schedules hash's fields look like: `<queue>/beat:<id>`. */
+const OWNED_FIELD = /^[A-Za-z0-9_.-]{1,128}\/beat:/;
+
+/**
+ * Renames the owned-schedules hash of earlier versions (`<prefix>:beat:schedules`) to its current
+ * name, once, if the current one does not exist yet. Only a hash whose every field is an owned
+ * schedule is taken: a queue named "beat" could hold a job "schedules" under the old name.
+ * Returns true when it adopted one.
+ */
+export async function adoptLegacyOwnedKey(client: Redis, prefix: string): Promise<boolean> {
+  const legacy = `${prefix}:beat:schedules`;
+  if ((await client.type(legacy)) !== 'hash') return false;
+  const fields = await client.hkeys(legacy);
+  if (fields.length === 0 || !fields.every(field => OWNED_FIELD.test(field))) return false;
+  return (await client.renamenx(legacy, ownedKey(prefix))) === 1;
 }
 
 export function ownedField(queue: string, schedulerId: string): string {
@@ -109,6 +127,9 @@ export interface ReconcileDeps {
 export async function reconcileSchedules(entries: ScheduleEntry[], deps: ReconcileDeps): Promise<ReconcileResult> {
   const { lease, logger } = deps;
   const result: ReconcileResult = { added: [], updated: [], removed: [], unchanged: [] };
+  if ((await lease.check()) && (await adoptLegacyOwnedKey(deps.client, deps.prefix))) {
+    logger.info('adopted the owned-schedules hash of an earlier version', { from: `${deps.prefix}:beat:schedules`, to: ownedKey(deps.prefix) });
+  }
   const owned = await readOwned(deps.client, deps.prefix);
   const declared = new Set<string>();
   const guard = async (): Promise<void> => {

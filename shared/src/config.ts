@@ -69,6 +69,15 @@ export interface ConnectionOptions {
   /** OpenSSL cipher list for TLS 1.2; each entry must be forward-secret and AEAD. @defaultValue {@link DEFAULT_TLS_CIPHERS} */
   tlsCiphers?: string;
   /**
+   * How Lua scripts reach Redis: `'eval'` (EVALSHA, and EVAL of the source on NOSCRIPT; the Redis
+   * users need EVAL) or `'preloaded'` (EVALSHA only; `taskline-<bin> scripts load --watch` loads
+   * them as the `loader` user, so app users need no EVAL — see docs/SECURITY.md).
+   * @defaultValue `REDIS_SCRIPTS` or `'eval'`
+   */
+  scriptLoading?: 'eval' | 'preloaded';
+  /** With `preloaded`: how long a call waits for a missing script (Redis restarted) before SCRIPTS_NOT_LOADED. @defaultValue `REDIS_SCRIPTS_WAIT_MS` or `10000` */
+  scriptWaitMs?: number;
+  /**
    * Where `broker.url` / `backend.url` came from. `'flags'` (the bins' `--redis-url` and
    * `--result-redis-url`) names the flags in errors, and a password in them — readable by every
    * user of the host in the process list — is warned about, and refused in production.
@@ -111,6 +120,8 @@ export interface ResolvedConnectionOptions {
   retries: number;
   connectTimeoutMs: number;
   commandTimeoutMs: number;
+  scriptLoading: 'eval' | 'preloaded';
+  scriptWaitMs: number;
   /** Non-fatal findings (plaintext outside production...) for the caller to log at start. */
   warnings: string[];
 }
@@ -339,6 +350,17 @@ function resolveEndpoint(
   };
 }
 
+function parseScriptLoading(option: string | undefined, raw: string | undefined): 'eval' | 'preloaded' {
+  const [variable, value] = option !== undefined ? ['scriptLoading', option] : ['REDIS_SCRIPTS', raw?.trim()];
+  if (value === undefined || value === '') return 'eval';
+  if (value === 'eval' || value === 'preloaded') return value;
+  throw new ConfigError(
+    'CONFIG_INVALID_VALUE',
+    variable,
+    `${variable} must be "eval" (the Redis users may run EVAL) or "preloaded" (scripts loaded by \`taskline-<bin> scripts load\` as the loader user), got "${value}"; fix or unset it.`,
+  );
+}
+
 /**
  * Fills every default and validates, in one place. Library options win over the environment;
  * the result backend's unset fields fall back to the broker's.
@@ -407,6 +429,8 @@ export function resolveConnectionOptions(options: ConnectionOptions = {}, env: E
     retries: int('REDIS_RETRIES', options.retries, { min: 0, max: 100 }) ?? 3,
     connectTimeoutMs: int('REDIS_CONNECT_TIMEOUT_MS', options.connectTimeoutMs, { min: 100, max: 600_000 }) ?? 5000,
     commandTimeoutMs: int('REDIS_COMMAND_TIMEOUT_MS', options.commandTimeoutMs, { min: 0, max: 600_000 }) ?? 0,
+    scriptLoading: parseScriptLoading(options.scriptLoading, env['REDIS_SCRIPTS']),
+    scriptWaitMs: int('REDIS_SCRIPTS_WAIT_MS', options.scriptWaitMs, { min: 0, max: 600_000 }) ?? 10_000,
     warnings,
   };
 }

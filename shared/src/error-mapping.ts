@@ -154,6 +154,12 @@ const RULES: Record<string, Rule> = {
     sentence: (p, env) =>
       `${p} the Redis ACL user lacks a permission taskline needs; grant it in the ACL (see docs/OPERATIONS.md) or use another ${env}USERNAME.`,
   },
+  NOSCRIPT: {
+    code: 'SCRIPTS_NOT_LOADED',
+    kind: 'protocol',
+    retryable: true,
+    sentence: (_p, _env, target) => scriptsNotLoadedSentence(target, 'a script it runs'),
+  },
   OOM: {
     code: 'REDIS_OOM',
     kind: 'memory',
@@ -221,6 +227,9 @@ function lookupKey(err: unknown): string | undefined {
   for (const word of ['WRONGPASS', 'NOAUTH', 'NOPERM']) {
     if (message.startsWith(word) || message.includes(`${word} `)) return word;
   }
+  if (message.startsWith('NOSCRIPT')) return 'NOSCRIPT';
+  // A command inside a script refused by the ACL (Redis 7 words it as a script error).
+  if (/The user executing the script can't (access|run|publish)/.test(message)) return 'NOPERM';
   if (message.includes('invalid username-password') || message.includes('invalid password')) return 'WRONGPASS';
   if (message.includes('wrong version number')) return 'ERR_SSL_WRONG_VERSION_NUMBER';
   if (message.includes('packet length too long')) return 'ERR_SSL_PACKET_LENGTH_TOO_LONG';
@@ -231,6 +240,14 @@ function lookupKey(err: unknown): string | undefined {
     return 'ERR_TLS_CERT_ALTNAME_INVALID';
   }
   return undefined;
+}
+
+/**
+ * The sentence for a script Redis does not have: scripts live in memory only, so a restarted (or
+ * failed-over) Redis has none until the loader runs again.
+ */
+export function scriptsNotLoadedSentence(target: ConnectionTarget, what: string): string {
+  return `Cannot use the ${SERVICE_LABEL[target.service]} at ${target.host}:${target.port}: Redis has not loaded ${what} (it restarted, or the script loader has not run); run \`taskline-worker scripts load --watch\` as the loader user beside the deployment (docs/OPERATIONS.md), or raise REDIS_SCRIPTS_WAIT_MS if it reloads slowly.`;
 }
 
 /** The environment-variable prefix of a service, used in fix-it sentences. */

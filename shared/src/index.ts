@@ -58,6 +58,12 @@ export { recordKeys, decodeRecord, encodeBase } from './job-record.js';
 export type { RecordKeys, RecordBase, RecordOutcome, RevokeMarker } from './job-record.js';
 export { RESULT_BACKEND_SCRIPTS } from './record-scripts.js';
 export type { RecordScript } from './record-scripts.js';
+export { evalScript, luaScript, isNoScriptError } from './script-policy.js';
+export type { LuaScript, ScriptLoading } from './script-policy.js';
+export { scriptsCommand, runScriptsLoad, runScriptsCheck } from './scripts-command.js';
+export { scriptCatalog, bullmqScripts, loadScripts, checkScripts, watchScripts } from './script-loader.js';
+export type { ScriptCatalog, ScriptReport, ScriptWatchState } from './script-loader.js';
+export { BEAT_LEASE_SCRIPTS, LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE, LEASE_RELEASE, LEASE_RENEW } from './beat-lease-scripts.js';
 export {
   isTerminalState,
   TERMINAL_STATES,

@@ -1,16 +1,10 @@
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { evalScript, luaScript, type LuaScript } from './script-policy.js';
 
-/** A Lua script with its SHA, run by EVALSHA (loaded on the first NOSCRIPT). */
-export interface RecordScript {
-  readonly name: string;
-  readonly source: string;
-  readonly sha: string;
-}
+/** A Lua script with its SHA, run by EVALSHA (see ScriptPolicy for what happens on NOSCRIPT). */
+export type RecordScript = LuaScript;
 
-function script(name: string, source: string): RecordScript {
-  return { name, source, sha: createHash('sha1').update(source).digest('hex') };
-}
+const script = luaScript;
 
 /**
  * The job state machine, one compare-and-set per operation, many operations per call.
@@ -105,12 +99,7 @@ return 'REVOKED'
 /** Every script taskline runs on the result backend (for a deploy step that preloads them). */
 export const RESULT_BACKEND_SCRIPTS: readonly RecordScript[] = [TRANSITION_SCRIPT, REVOKE_SCRIPT];
 
-/** Runs a script by its SHA, loading it on the first NOSCRIPT. */
-export async function runScript(client: Redis, s: RecordScript, keys: string[], args: Array<string | number>): Promise<unknown> {
-  try {
-    return await client.evalsha(s.sha, keys.length, ...keys, ...args);
-  } catch (err) {
-    if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-    return client.eval(s.source, keys.length, ...keys, ...args);
-  }
+/** Runs a script by its SHA; on NOSCRIPT the client's script policy loads it or waits for the loader. */
+export function runScript(client: Redis, s: RecordScript, keys: string[], args: Array<string | number>): Promise<unknown> {
+  return evalScript(client, s, keys, args);
 }

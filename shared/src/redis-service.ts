@@ -9,6 +9,7 @@ import type { ConnectionMetrics } from './metrics.js';
 import type { Logger } from './logger.js';
 import { backoffDelay } from './retry-policy.js';
 import { SafeConnector } from './safe-connector.js';
+import { ScriptPolicy } from './script-policy.js';
 import { TlsContextProvider } from './tls-context.js';
 
 /** How a process uses Redis: decides whether commands wait through outages or fail fast. */
@@ -74,6 +75,7 @@ export class RedisService {
   readonly #metrics: ConnectionMetrics;
   readonly #logger: Logger;
   readonly #tls: TlsContextProvider | null;
+  readonly #scripts: ScriptPolicy;
   readonly #clients = new Set<Redis>();
   readonly #states = new WeakMap<Redis, ClientState>();
   readonly #idle: Array<{ client: Redis; timer: NodeJS.Timeout }> = [];
@@ -106,6 +108,7 @@ export class RedisService {
       servername: deps.endpoint.tls?.servername,
     };
     this.#tls = deps.endpoint.tls ? new TlsContextProvider(this.service, deps.endpoint.tls) : null;
+    this.#scripts = new ScriptPolicy({ loading: deps.settings.scriptLoading, waitMs: deps.settings.scriptWaitMs, target: this.target, logger: deps.logger });
     this.#reportLocalCertificates();
   }
 
@@ -251,6 +254,8 @@ export class RedisService {
       return backoffDelay(times, { baseMs: this.#settings.retryBaseMs, capMs: this.#settings.retryCapMs });
     };
     const client = new Redis(options);
+    // Scripts (ours and BullMQ's) go out as EVALSHA; REDIS_SCRIPTS decides what NOSCRIPT does.
+    this.#scripts.attach(client);
     this.#states.set(client, state);
     this.#clients.add(client);
     // BullMQ duplicates this connection for its blocking reads: count those too. Configurable and

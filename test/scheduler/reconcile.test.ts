@@ -120,6 +120,27 @@ describe('scheduler: reconciling the schedule file over TLS', function () {
     expect(scheduler.isLeader).to.equal(true);
   });
 
+  it('keeps its keys under <prefix>::beat: and adopts the owned-schedules hash of the old <prefix>:beat: name', async () => {
+    const prefix = `adopt-${process.pid}`;
+    const env = envFor(broker, backend);
+    const file = join(dir, 'adopt.json');
+    await writeFile(file, JSON.stringify({ schedules: [{ id: 'keep', task: 'tick', queue: 'aq', every: '1m' }] }));
+    admin = createConnections({ options: resolveConnectionOptions({ healthCheckIntervalMs: 0 }, env), role: 'cli' });
+    const client = await admin.broker.bullmqConnection(0);
+    foreign = new Queue('aq', { connection: client, prefix });
+    // What an earlier version left: a scheduler it created, listed under the old key name.
+    await foreign.upsertJobScheduler('beat:dropped', { every: 60_000 }, { name: 'tick' });
+    await client.hset(`${prefix}:beat:schedules`, 'aq/beat:dropped', JSON.stringify({ hash: 'old', task: 'tick', fence: 7, updatedAt: '' }));
+
+    scheduler = createScheduler({ schedulePath: file, connection: resolveConnectionOptions({}, env), prefix, leaseTtlMs: 1500, watchIntervalMs: 200, debounceMs: 50 });
+    await scheduler.start();
+    await until('the dropped schedule removed', async () => (await foreign!.getJobScheduler('beat:dropped')) === undefined);
+    expect(await foreign.getJobScheduler('beat:keep')).to.not.equal(undefined);
+    expect(await client.exists(`${prefix}:beat:schedules`, `${prefix}:beat:lease`, `${prefix}:beat:fence`), 'nothing under the old names').to.equal(0);
+    expect(await client.exists(`${prefix}::beat:schedules`, `${prefix}::beat:lease`, `${prefix}::beat:fence`)).to.equal(3);
+    expect(Object.keys(await client.hgetall(`${prefix}::beat:schedules`))).to.deep.equal(['aq/beat:keep']);
+  });
+
   it('validate exits 2 with every problem, naming entry and field', async () => {
     const file = join(dir, 'bad.json');
     await writeFile(file, JSON.stringify([{ id: 'a', task: 't', cron: '* * *' }, { id: 'a', task: 't', every: '1s', tz: 'Moon/Base' }]));

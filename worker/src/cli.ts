@@ -1,10 +1,12 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { RedisConnection } from 'bullmq';
 import {
   ConfigError,
   connectionOptionsFromFlags,
   createLogger,
   healthCommand,
+  scriptsCommand,
   parseIntegerSetting,
   startOpsServer,
   TasklineError,
@@ -111,7 +113,8 @@ await yargs(hideBin(process.argv))
     start,
   )
   .command(healthCommand())
-  .demandCommand(1, 'Name a command: start or health.')
+  .command(scriptsCommand(RedisConnection))
+  .demandCommand(1, 'Name a command: start, health or scripts.')
   .strict()
   .help()
   .parseAsync();

@@ -4,7 +4,8 @@ import type { TaskRateLimit } from './tasks.js';
 /**
  * A fixed-window counter per task on the broker, shared by every worker process: the first
  * `max` starts in a window run, later ones are told when the next window opens. The counter
- * key (`<prefix>:ratelimit:<task>:<window>`) expires with its window.
+ * key (`<prefix>::ratelimit:<task>:<window>`) expires with its window. The double colon keeps it
+ * apart from BullMQ's queue keys, so the Redis ACL can give it to the worker user alone.
  */
 export class TaskRateLimiter {
   readonly #prefix: string;
@@ -17,7 +18,7 @@ export class TaskRateLimiter {
   async acquire(client: Redis, task: string, limit: TaskRateLimit): Promise<number> {
     const now = Date.now();
     const window = Math.floor(now / limit.durationMs);
-    const key = `${this.#prefix}:ratelimit:${task}:${window}`;
+    const key = `${this.#prefix}::ratelimit:${task}:${window}`;
     const result = await client.multi().incr(key).pexpire(key, limit.durationMs + 1000).exec();
     const count = Number(result?.[0]?.[1] ?? 0);
     if (count <= limit.max) return 0;
