@@ -388,7 +388,9 @@ export class Producer {
       if (await this.results.get(id)) return this.revoke(id, reason);
       throw new JobNotFoundError(id, ' in the result backend or on the broker');
     }
-    if (found && (found.brokerState === 'completed' || found.brokerState === 'failed')) {
+    // A job the broker failed before any record was stored (its worker lost, a sweep not yet
+    // run) has no outcome yet: the compare-and-set below decides, as for any job not ended.
+    if (found?.brokerState === 'completed') {
       throw new JobStateError(id, found.brokerState, `Job ${id} already ${found.brokerState}; there is nothing to revoke.`);
     }
     const queueName = record?.queue ?? found?.queue ?? this.options.defaultQueue;
