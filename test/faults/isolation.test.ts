@@ -1,5 +1,5 @@
 // The long version of the isolation check: a worker's RSS stays flat while 100 isolated busy
-// loops are killed at their hard limit (the short version, 15 kills, runs in pnpm test).
+// loops are killed at their hard limit (the short version, 10 kills, runs in pnpm test).
 import { expect } from 'chai';
 import { runningRedisCount } from '../harness/index.js';
 import { closeAll, isolatedKillRss, startPair, uniquePrefix, type RedisPair } from '../worker/helpers.js';
