@@ -10,6 +10,8 @@ export { DEFAULT_TLS_CIPHERS, checkCipherList, parseTlsVersion } from './tls-pol
 export type { TlsVersion } from './tls-policy.js';
 export { isProduction } from './environment.js';
 export { isJobId } from './job-id.js';
+export { TimeoutError } from './lifecycle.js';
+export type { LifecycleState } from './lifecycle.js';
 export { createConnections, TasklineConnections } from './connections.js';
 export type { CreateConnectionsOptions, HealthReport, ConnectionsState } from './connections.js';
 export type { ConnectionHealth, Lease, ProcessRole } from './redis-service.js';
