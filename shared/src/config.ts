@@ -339,6 +339,11 @@ function resolveEndpoint(
   };
 }
 
+/** True for options that already went through `resolveConnectionOptions`. */
+export function isResolvedConnectionOptions(options: ConnectionOptions | ResolvedConnectionOptions | undefined): options is ResolvedConnectionOptions {
+  return options !== undefined && Array.isArray((options as ResolvedConnectionOptions).warnings);
+}
+
 /**
  * Fills every default and validates, in one place. Library options win over the environment;
  * the result backend's unset fields fall back to the broker's.

@@ -8,3 +8,4 @@ export type { CloseContext, CloseInOrderOptions, CloseReport, CloseStep } from '
 export { runCli, aborted, defaultExitCode, describeError, EXIT_USAGE } from './run-cli.js';
 export type { CliContext, CliMain, RunCliOptions } from './run-cli.js';
 export { ConnectionSlots } from './connection-pool.js';
+export { isResolvedConnectionOptions } from './config.js';
