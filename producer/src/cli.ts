@@ -1,7 +1,5 @@
 import yargs, { type Argv } from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import {
-  ConfigError,
   ResultTimeoutError,
   connectionOptionsFromFlags,
   createLogger,
@@ -10,6 +8,7 @@ import {
   withConnectionFlags,
   type Logger,
 } from '@taskline/shared';
+import { aborted, defaultExitCode, EXIT_USAGE, failUsage, UsageError, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
 import { readApiToken } from './api-token.js';
 import { ValidationError } from './errors.js';
 import { startApiServer } from './http-api.js';
@@ -18,10 +17,7 @@ import type { EnqueueOptions } from './options.js';
 
 /** Exit codes: 0 ok, 1 failure (job FAILURE/REVOKED, Redis down, not found), 2 bad input, 3 timeout. */
 const EXIT_FAILED = 1;
-const EXIT_USAGE = 2;
 const EXIT_TIMEOUT = 3;
-
-class UsageError extends Error {}
 
 interface CommonArgs {
   'redis-url'?: string | undefined;
@@ -114,7 +110,7 @@ function inspectCommands(y: Argv<CommonArgs>) {
     .demandCommand(1, 'Name an inspect subcommand: queues, counts, failed, retry, remove, pause or resume.');
 }
 
-export function buildCli(args: string[]) {
+export function buildCli(args: string[], cli: CliContext) {
   return common(yargs(args))
     .scriptName('taskline-producer')
     .command(
@@ -137,14 +133,7 @@ export function buildCli(args: string[]) {
             ...(argv.host !== undefined ? { host: argv.host } : {}),
             ...(argv.port !== undefined ? { port: argv.port } : {}),
           });
-          await new Promise<void>(resolve => {
-            const stop = (signal: string): void => {
-              logger.info('Stopping the producer API', { signal });
-              resolve();
-            };
-            process.once('SIGTERM', stop);
-            process.once('SIGINT', stop);
-          });
+          logger.info('Stopping the producer API', { signal: await aborted(cli.stop) });
           await server.stop();
         } finally {
           await producer.close();
@@ -225,21 +214,17 @@ export function buildCli(args: string[]) {
     .help()
     .alias('h', 'help')
     .version(false)
-    .fail((message, err) => {
-      if (err) throw err;
-      console.error(`${message}\nRun with --help for usage.`);
-      process.exit(EXIT_USAGE);
-    });
+    .fail(failUsage);
 }
 
-export async function main(args: string[]): Promise<void> {
-  try {
-    await buildCli(args).parseAsync();
-  } catch (err) {
-    const usage = err instanceof UsageError || err instanceof ValidationError || err instanceof ConfigError;
-    console.error(err instanceof Error ? err.message : String(err));
-    process.exitCode = usage ? EXIT_USAGE : EXIT_FAILED;
-  }
+/** The `taskline-producer` command line; the bin runs it with `runCli(main, runOptions)`. Commands set `process.exitCode`. */
+export async function main(args: string[], cli: CliContext): Promise<void> {
+  await buildCli(args, cli).parseAsync();
 }
 
-await main(hideBin(process.argv));
+/** Exit code 2 for bad input (command line, job options, configuration), 1 for anything else. */
+function exitCodeFor(err: unknown): number {
+  return err instanceof ValidationError ? EXIT_USAGE : defaultExitCode(err);
+}
+
+export const runOptions: RunCliOptions = { name: 'taskline-producer', exitCodeFor };

@@ -5,7 +5,7 @@
  */
 export { closeInOrder, withTimeout } from './lifecycle.js';
 export type { CloseContext, CloseInOrderOptions, CloseReport, CloseStep } from './lifecycle.js';
-export { runCli, aborted, defaultExitCode, describeError, EXIT_USAGE } from './run-cli.js';
+export { runCli, aborted, defaultExitCode, describeError, failUsage, UsageError, EXIT_USAGE } from './run-cli.js';
 export type { CliContext, CliMain, RunCliOptions } from './run-cli.js';
 export { ConnectionSlots } from './connection-pool.js';
 export { isResolvedConnectionOptions } from './config.js';

@@ -32,9 +32,27 @@ export interface RunCliOptions {
 /** Exit code 2: the command line or the configuration is wrong (nothing was started). */
 export const EXIT_USAGE = 2;
 
-/** 2 for a ConfigError or any TasklineError whose code starts with `CONFIG`, else 1. */
+/** The command line is wrong (unknown flag, missing argument, bad value): exit code 2. */
+export class UsageError extends TasklineError {
+  override name = 'UsageError';
+  constructor(message: string) {
+    super('USAGE', message);
+  }
+}
+
+/**
+ * For yargs' `.fail()`: a usage problem becomes a UsageError ("Run with --help"), an error a
+ * command threw goes on to `runCli` unchanged, and nothing calls `process.exit` behind its back.
+ */
+export function failUsage(message: string | null | undefined, err: Error | undefined): never {
+  if (err) throw err;
+  throw new UsageError(`${message ?? 'Invalid command line.'}\nRun with --help for usage.`);
+}
+
+/** 2 for a usage or configuration error (a ConfigError, or any code starting with `CONFIG`), else 1. */
 export function defaultExitCode(err: unknown): number {
-  return err instanceof ConfigError || (err instanceof TasklineError && err.code.startsWith('CONFIG')) ? EXIT_USAGE : 1;
+  if (err instanceof UsageError || err instanceof ConfigError) return EXIT_USAGE;
+  return err instanceof TasklineError && err.code.startsWith('CONFIG') ? EXIT_USAGE : 1;
 }
 
 /** The message an operator reads for an error: ours are one sentence; others keep their name. */
