@@ -1,7 +1,8 @@
 import type { Registry } from 'prom-client';
 import {
   DEFAULT_QUEUE,
-  assertQueueName,
+  InvalidNameError,
+  isQueueName,
   createSilentLogger,
   parseIntegerSetting,
   resolvePrefix,
@@ -84,11 +85,8 @@ function invalid(field: string, message: string): ValidationError {
 
 export function checkQueueName(queue: unknown, field = 'queue'): string {
   if (typeof queue !== 'string') throw invalid(field, `${field} must be a string (a queue name), got ${typeof queue}.`);
-  try {
-    return assertQueueName(queue);
-  } catch (err) {
-    throw invalid(field, (err as Error).message);
-  }
+  if (!isQueueName(queue)) throw new ValidationError('INVALID_OPTION', field, new InvalidNameError('queue', queue).message);
+  return queue;
 }
 
 function integer(field: string, value: unknown, min: number, max: number): number {
@@ -121,9 +119,9 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
         DEFAULT_MAX_PAYLOAD_BYTES;
   let prefix: string;
   try {
-    prefix = resolvePrefix(options.prefix !== undefined ? { TASKLINE_PREFIX: options.prefix } : env);
+    prefix = resolvePrefix(env, options.prefix);
   } catch (err) {
-    throw invalid('prefix', (err as Error).message);
+    throw new ValidationError('INVALID_OPTION', 'prefix', (err as Error).message, { cause: err });
   }
   return {
     connection: options.connection ?? {},

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CronExpressionParser } from 'cron-parser';
-import { DEFAULT_QUEUE, TasklineError, createRoutes, type Routes } from '@taskline/shared';
+import { DEFAULT_QUEUE, NAME_RULES, TasklineError, createRoutes, isQueueName, isTaskName, type Routes } from '@taskline/shared';
 
 /**
  * The schedule file: which tasks the beat enqueues and when. JSON, either
@@ -92,9 +92,6 @@ export class ScheduleFileError extends TasklineError {
 
 const ENTRY_KEYS = new Set(['id', 'task', 'queue', 'data', 'options', 'cron', 'tz', 'every', 'startDate', 'endDate', 'limit']);
 const OPTION_KEYS = new Set(['attempts', 'backoff', 'priority', 'removeOnComplete', 'removeOnFail']);
-const ID = /^[A-Za-z0-9_.-]{1,100}$/;
-const QUEUE = /^[A-Za-z0-9_.-]{1,128}$/;
-const TASK = /^[A-Za-z0-9_.:-]{1,200}$/;
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const MIN_EVERY_MS = 100;
 const MAX_EVERY_MS = 366 * 86_400_000;
@@ -207,11 +204,9 @@ function checkEntry(raw: unknown, index: number, problems: ScheduleProblem[], ro
     if (!ENTRY_KEYS.has(key)) problem(key, `is not a known field; use one of ${[...ENTRY_KEYS].join(', ')}`);
   }
   const { id, task, queue, data, cron, tz, every, startDate, endDate, limit } = raw;
-  if (typeof id !== 'string' || !ID.test(id)) problem('id', `must be 1-100 letters, digits, "_", "." or "-", got ${describeType(id)}`);
-  if (typeof task !== 'string' || !TASK.test(task)) problem('task', `must be a task name (1-200 letters, digits, "_", ".", ":" or "-"), got ${describeType(task)}`);
-  if (queue !== undefined && (typeof queue !== 'string' || !QUEUE.test(queue))) {
-    problem('queue', `must be a queue name (1-128 letters, digits, "_", "." or "-"), got ${describeType(queue)}`);
-  }
+  if (typeof id !== 'string' || !NAME_RULES.scheduleId.pattern.test(id)) problem('id', `must be ${NAME_RULES.scheduleId.says}, got ${describeType(id)}`);
+  if (!isTaskName(task)) problem('task', `must be a task name (${NAME_RULES.task.says}), got ${describeType(task)}`);
+  if (queue !== undefined && !isQueueName(queue)) problem('queue', `must be a queue name (${NAME_RULES.queue.says}), got ${describeType(queue)}`);
   if (data !== undefined) {
     try {
       JSON.stringify(data);

@@ -63,16 +63,15 @@ export type { RecordScript } from './record-scripts.js';
 export {
   isTerminalState,
   TERMINAL_STATES,
-  resolvePrefix,
   DEFAULT_QUEUE,
-  assertQueueName,
-  assertTaskName,
   toJobErrorInfo,
   jobMeta,
   withJobMeta,
   JOB_META_KEY,
 } from './job-contract.js';
 export type { JobState, JobResultRecord, JobErrorInfo, TasklineJobMeta } from './job-contract.js';
+export { resolvePrefix, assertQueueName, assertTaskName, isQueueName, isTaskName, InvalidNameError, NAME_RULES } from './names.js';
+export type { NameRule } from './names.js';
 export { CommandBatcher } from './command-batcher.js';
 export { QueueRegistry, queueRegistryKey } from './queue-registry.js';
 export { createRoutes, resolveRoutes } from './routes.js';

@@ -1,4 +1,5 @@
 import winston from 'winston';
+import { ConfigError } from './errors.js';
 import { scrubSecrets } from './error-mapping.js';
 import { Secret } from './secret.js';
 
@@ -54,7 +55,7 @@ const redact = winston.format((info, opts: unknown) => {
 export function createLogger(options: LoggerOptions): Logger {
   const level = options.level ?? process.env['LOG_LEVEL'] ?? 'info';
   if (!LEVELS.has(level)) {
-    throw new Error(`LOG_LEVEL must be one of ${[...LEVELS].join(', ')}, got "${level}"; fix or unset it.`);
+    throw new ConfigError('CONFIG_INVALID_LOG_LEVEL', 'LOG_LEVEL', `LOG_LEVEL must be one of ${[...LEVELS].join(', ')}, got "${level}"; fix or unset it.`);
   }
   const stream = options.stream ?? process.stderr;
   const envFormat = process.env['LOG_FORMAT'];

@@ -1,5 +1,5 @@
 import type { BackoffStrategy, MinimalJob } from 'bullmq';
-import { backoffDelay } from '@taskline/shared';
+import { TasklineError, backoffDelay } from '@taskline/shared';
 import type { ResolvedTask } from './tasks.js';
 
 /**
@@ -29,7 +29,7 @@ export function encodeBackoff(backoff: ResolvedTask['backoff']): EncodedBackoff 
 export const tasklineBackoffStrategy: BackoffStrategy = (attemptsMade: number, type?: string, _err?: Error, job?: MinimalJob): number => {
   const backoff = (job?.opts.backoff ?? {}) as EncodedBackoff;
   if (type !== TASKLINE_BACKOFF_TYPE) {
-    throw new Error(`Unknown backoff type "${String(type)}"; use "exponential", "fixed" or "${TASKLINE_BACKOFF_TYPE}".`);
+    throw new TasklineError('UNKNOWN_BACKOFF_TYPE', `Unknown backoff type "${String(type)}"; use "exponential", "fixed" or "${TASKLINE_BACKOFF_TYPE}".`);
   }
   const base = backoff.delay ?? 1000;
   if (backoff.mode === 'fixed') return base;

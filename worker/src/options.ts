@@ -1,7 +1,8 @@
 import type { Registry } from 'prom-client';
 import {
-  assertQueueName,
   ConfigError,
+  InvalidNameError,
+  isQueueName,
   createSilentLogger,
   DEFAULT_QUEUE,
   parseIntegerSetting,
@@ -132,11 +133,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     throw new ConfigError('WORKER_NO_QUEUES', 'queues', 'The worker was given no queues; name at least one (e.g. --queues default).');
   }
   for (const queue of queues) {
-    try {
-      assertQueueName(queue);
-    } catch (err) {
-      throw new ConfigError('WORKER_BAD_QUEUE', 'queues', (err as Error).message);
-    }
+    if (!isQueueName(queue)) throw new ConfigError('WORKER_BAD_QUEUE', 'queues', new InvalidNameError('queue', queue).message);
   }
   const isolation = options.isolation ?? env['TASKLINE_ISOLATION'] ?? 'none';
   if (isolation !== 'none' && isolation !== 'process' && isolation !== 'thread') {
@@ -165,7 +162,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     routes,
     concurrency,
     connection: options.connection ?? {},
-    prefix: options.prefix ?? resolvePrefix(env),
+    prefix: resolvePrefix(env, options.prefix),
     logger: options.logger ?? createSilentLogger(),
     registry: options.registry ?? null,
     shutdownGraceMs: option('shutdownGraceMs', 'TASKLINE_SHUTDOWN_GRACE_MS', options.shutdownGraceMs, env, { min: 0, max: 86_400_000 }, 30_000),

@@ -1,4 +1,4 @@
-import { assertQueueName, assertTaskName, ConfigError, type Logger } from '@taskline/shared';
+import { ConfigError, InvalidNameError, isQueueName, isTaskName, type Logger } from '@taskline/shared';
 
 /** Where an isolated handler runs: a child process (Celery's prefork) or a worker thread. */
 export type IsolationKind = 'process' | 'thread';
@@ -137,11 +137,7 @@ function resolveBackoff(task: string, backoff: TaskBackoff | undefined): Require
 }
 
 function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
-  try {
-    assertTaskName(name);
-  } catch (err) {
-    throw new ConfigError('TASK_INVALID', name, (err as Error).message);
-  }
+  if (!isTaskName(name)) throw new ConfigError('TASK_INVALID', name, new InvalidNameError('task', name).message);
   if (def === null || typeof def !== 'object' || typeof def.run !== 'function') {
     throw invalid(name, 'run', 'must be a function (data, ctx) => result.');
   }
@@ -151,11 +147,8 @@ function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
   }
   let queue: string | null = null;
   if (def.queue !== undefined) {
-    try {
-      queue = assertQueueName(def.queue);
-    } catch (err) {
-      throw invalid(name, 'queue', (err as Error).message);
-    }
+    if (!isQueueName(def.queue)) throw invalid(name, 'queue', new InvalidNameError('queue', def.queue).message);
+    queue = def.queue;
   }
   let rateLimit: TaskRateLimit | null = null;
   if (def.rateLimit !== undefined) {
