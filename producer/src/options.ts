@@ -6,6 +6,7 @@ import {
   createSilentLogger,
   parseIntegerSetting,
   resolvePrefix,
+  resolveResultExpiresSeconds,
   resolveRoutes,
   type RouteTable,
   type Routes,
@@ -123,6 +124,12 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
   } catch (err) {
     throw new ValidationError('INVALID_OPTION', 'prefix', (err as Error).message, { cause: err });
   }
+  let resultExpiresSeconds: number;
+  try {
+    resultExpiresSeconds = resolveResultExpiresSeconds(env, options.resultExpiresSeconds);
+  } catch (err) {
+    throw new ValidationError('INVALID_OPTION', options.resultExpiresSeconds !== undefined ? 'resultExpiresSeconds' : 'RESULT_EXPIRES', (err as Error).message, { cause: err });
+  }
   return {
     connection: options.connection ?? {},
     connections: options.connections ?? null,
@@ -130,10 +137,7 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
     defaultQueue: checkQueueName(options.defaultQueue ?? DEFAULT_QUEUE, 'defaultQueue'),
     routes: resolveRoutes(options.routes, env),
     maxPayloadBytes,
-    resultExpiresSeconds:
-      options.resultExpiresSeconds !== undefined
-        ? integer('resultExpiresSeconds', options.resultExpiresSeconds, 1, 31_536_000)
-        : parseIntegerSetting('RESULT_EXPIRES', env['RESULT_EXPIRES'], { min: 1, max: 31_536_000 }) ?? 86_400,
+    resultExpiresSeconds,
     keepFailedCount: integer('keepFailedCount', options.keepFailedCount ?? 1000, 0, 10_000_000),
     keepFailedSeconds: integer('keepFailedSeconds', options.keepFailedSeconds ?? 604_800, 1, 31_536_000),
     enqueueTimeoutMs: integer('enqueueTimeoutMs', options.enqueueTimeoutMs ?? 10_000, 1, 600_000),

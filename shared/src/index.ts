@@ -64,6 +64,7 @@ export {
   isTerminalState,
   TERMINAL_STATES,
   DEFAULT_QUEUE,
+  resolveResultExpiresSeconds,
   toJobErrorInfo,
   jobMeta,
   withJobMeta,

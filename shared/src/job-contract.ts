@@ -1,3 +1,5 @@
+import { parseIntegerSetting } from './env-parsing.js';
+
 /**
  * What producer, worker and beat agree on: how a job looks on the broker and how its result
  * looks in the result backend. BullMQ job name = task name; BullMQ job data = the task payload.
@@ -60,6 +62,16 @@ export interface JobResultRecord {
 
 /** The queue a task goes to when neither the task nor the caller names one. */
 export const DEFAULT_QUEUE = 'default';
+
+/**
+ * Seconds a job's record lives after its last write (and so how long an idempotency key answers
+ * with its first job): `option`, else `RESULT_EXPIRES`, else one day. Every process resolves it
+ * here; the result backend is given the result. @defaultValue `86400`
+ */
+export function resolveResultExpiresSeconds(env: Record<string, string | undefined> = process.env, option?: number): number {
+  const range = { min: 1, max: 31_536_000 };
+  return parseIntegerSetting('resultExpiresSeconds', option, range) ?? parseIntegerSetting('RESULT_EXPIRES', env['RESULT_EXPIRES'], range) ?? 86_400;
+}
 
 /**
  * Turns anything a handler threw into a storable error, with secrets scrubbed by the caller.

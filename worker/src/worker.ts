@@ -3,7 +3,6 @@ import { Queue, Worker } from 'bullmq';
 import type { Registry } from 'prom-client';
 import {
   createConnections,
-  parseIntegerSetting,
   QueueRegistry,
   resolveConnectionOptions,
   ResultBackend,
@@ -100,13 +99,12 @@ export class TasklineWorker {
     const o = this.options;
     this.#state = 'starting';
     await this.connections.connect();
-    const expiresSeconds = parseIntegerSetting('RESULT_EXPIRES', o.env['RESULT_EXPIRES'], { min: 1, max: 31_536_000 });
     const results = new ResultBackend({
       service: this.connections.backend,
       prefix: o.prefix,
+      expiresSeconds: o.resultExpiresSeconds,
       writeDeadlineMs: o.resultWriteDeadlineMs,
       logger: o.logger,
-      ...(expiresSeconds === undefined ? {} : { expiresSeconds }),
     });
     this.#results = results;
     const revoked = new RevokedJobs(results, o.logger);
