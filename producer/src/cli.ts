@@ -25,26 +25,30 @@ interface CommonArgs {
   prefix?: string | undefined;
 }
 
-function loggerFor(command: string, secrets: string[] = []): Logger {
-  return createLogger({ component: `producer-${command}`, level: process.env['LOG_LEVEL'] ?? (command === 'serve' ? 'info' : 'warn'), secrets });
-}
+type Env = Record<string, string | undefined>;
+type WithProducer = (argv: CommonArgs, command: string, run: (producer: Producer) => Promise<number | void>) => Promise<void>;
 
-function producerFrom(argv: CommonArgs, logger: Logger): Producer {
-  return createProducer({
-    connection: connectionOptionsFromFlags(argv),
-    ...(argv.prefix !== undefined ? { prefix: argv.prefix } : {}),
-    logger,
-  });
-}
-
-/** Runs a command with a producer that is always closed, mapping errors to exit codes. */
-async function withProducer(argv: CommonArgs, command: string, run: (producer: Producer) => Promise<number | void>): Promise<void> {
-  const producer = producerFrom(argv, loggerFor(command));
-  try {
-    process.exitCode = (await run(producer)) ?? 0;
-  } finally {
-    await producer.close();
-  }
+/** How the commands make their logger and producer: from the flags, layered over `env`. */
+function commandKit(env: Env) {
+  const loggerFor = (command: string, secrets: string[] = []): Logger =>
+    createLogger({ component: `producer-${command}`, level: env['LOG_LEVEL'] ?? (command === 'serve' ? 'info' : 'warn'), secrets, env });
+  const producerFrom = (argv: CommonArgs, logger: Logger): Producer =>
+    createProducer({
+      connection: connectionOptionsFromFlags(argv),
+      ...(argv.prefix !== undefined ? { prefix: argv.prefix } : {}),
+      logger,
+      env,
+    });
+  /** Runs a command with a producer that is always closed, mapping errors to exit codes. */
+  const withProducer: WithProducer = async (argv, command, run) => {
+    const producer = producerFrom(argv, loggerFor(command));
+    try {
+      process.exitCode = (await run(producer)) ?? 0;
+    } finally {
+      await producer.close();
+    }
+  };
+  return { loggerFor, producerFrom, withProducer };
 }
 
 function parseData(raw: string | undefined): unknown {
@@ -68,7 +72,7 @@ function common<T>(y: Argv<T>) {
   return withConnectionFlags(y).option('prefix', { type: 'string', describe: 'Key prefix shared by all taskline processes; overrides TASKLINE_PREFIX' });
 }
 
-function inspectCommands(y: Argv<CommonArgs>) {
+function inspectCommands(y: Argv<CommonArgs>, withProducer: WithProducer) {
   const queueArg = (a: Argv<CommonArgs>) => a.positional('queue', { type: 'string', demandOption: true, describe: 'Queue name' });
   const idArg = (a: Argv<CommonArgs & { queue: string }>) => a.positional('id', { type: 'string', demandOption: true, describe: 'A failed job id, or "all"' });
   return y
@@ -110,7 +114,8 @@ function inspectCommands(y: Argv<CommonArgs>) {
     .demandCommand(1, 'Name an inspect subcommand: queues, counts, failed, retry, remove, pause or resume.');
 }
 
-export function buildCli(args: string[], cli: CliContext) {
+export function buildCli(args: string[], cli: CliContext, env: Env = process.env) {
+  const { loggerFor, producerFrom, withProducer } = commandKit(env);
   return common(yargs(args))
     .scriptName('taskline-producer')
     .command(
@@ -121,7 +126,7 @@ export function buildCli(args: string[], cli: CliContext) {
           .option('port', { type: 'number', describe: 'Port to listen on (env PORT, default 8000)', default: undefined as number | undefined })
           .option('host', { type: 'string', describe: 'Address to bind (env PRODUCER_API_HOST, default 127.0.0.1; 0.0.0.0 for every interface)' }),
       async argv => {
-        const token = readApiToken(process.env);
+        const token = readApiToken(env);
         const logger = loggerFor('serve', token ? [token.reveal()] : []);
         const producer = producerFrom(argv, logger);
         try {
@@ -130,6 +135,7 @@ export function buildCli(args: string[], cli: CliContext) {
             producer,
             logger,
             token,
+            env,
             ...(argv.host !== undefined ? { host: argv.host } : {}),
             ...(argv.port !== undefined ? { port: argv.port } : {}),
           });
@@ -207,8 +213,8 @@ export function buildCli(args: string[], cli: CliContext) {
           print(await producer.revoke(argv.id, argv.reason));
         }),
     )
-    .command('inspect', 'Queue counts, failed jobs, pause/resume', y => inspectCommands(y as Argv<CommonArgs>))
-    .command(healthCommand())
+    .command('inspect', 'Queue counts, failed jobs, pause/resume', y => inspectCommands(y as Argv<CommonArgs>, withProducer))
+    .command(healthCommand(env))
     .demandCommand(1, 'Name a command: serve, enqueue, result, revoke, inspect or health.')
     .strict()
     .help()
@@ -218,8 +224,8 @@ export function buildCli(args: string[], cli: CliContext) {
 }
 
 /** The `taskline-producer` command line; the bin runs it with `runCli(main, runOptions)`. Commands set `process.exitCode`. */
-export async function main(args: string[], cli: CliContext): Promise<void> {
-  await buildCli(args, cli).parseAsync();
+export async function main(args: string[], cli: CliContext, env: Env = process.env): Promise<void> {
+  await buildCli(args, cli, env).parseAsync();
 }
 
 /** Exit code 2 for bad input (command line, job options, configuration), 1 for anything else. */

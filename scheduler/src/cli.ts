@@ -34,7 +34,7 @@ interface StartArgs {
 
 /** Runs a beat replica until the first signal; a second one exits at once. Resolves with the exit code. */
 async function start(argv: StartArgs, cli: CliContext, env: Record<string, string | undefined>): Promise<number> {
-  const logger = createLogger({ component: 'scheduler' });
+  const logger = createLogger({ component: 'scheduler', env });
   const metricsPort =
     parseIntegerSetting('--metrics-port', argv['metrics-port'], { min: 0, max: 65_535 }) ??
     parseIntegerSetting('TASKLINE_METRICS_PORT', env['TASKLINE_METRICS_PORT'], { min: 0, max: 65_535 }) ??
@@ -93,7 +93,7 @@ async function list(argv: { schedule: string; json: boolean; 'redis-url'?: strin
     env,
     role: 'cli',
     component: 'scheduler-list',
-    logger: createLogger({ component: 'scheduler-list', level: env['LOG_LEVEL'] ?? 'error' }),
+    logger: createLogger({ component: 'scheduler-list', level: env['LOG_LEVEL'] ?? 'error', env }),
   });
   try {
     await connections.connect();
@@ -140,7 +140,7 @@ export async function main(argv: string[], cli: CliContext, env: Record<string, 
       args => list(args, env),
     )
     .command('validate', 'Check a schedule file and print each entry with its next run; exit 2 if invalid', y => y.option('schedule', scheduleOption), args => validate(args, env))
-    .command(healthCommand())
+    .command(healthCommand(env))
     .demandCommand(1, 'Name a command: start, list, validate or health.')
     .strict()
     .help()

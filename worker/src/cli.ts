@@ -26,7 +26,7 @@ interface StartArgs {
 
 /** Runs until the first signal, then drains; a second signal forces. Resolves with the exit code. */
 async function start(argv: StartArgs, cli: CliContext, env: Record<string, string | undefined>): Promise<number> {
-  const logger = createLogger({ component: 'worker' });
+  const logger = createLogger({ component: 'worker', env });
   const metricsPort =
     parseIntegerSetting('--metrics-port', argv['metrics-port'], { min: 0, max: 65_535 }) ??
     parseIntegerSetting('TASKLINE_METRICS_PORT', env['TASKLINE_METRICS_PORT'], { min: 0, max: 65_535 }) ??
@@ -95,7 +95,7 @@ export async function main(argv: string[], cli: CliContext, env: Record<string, 
         exitCode = await start(args, cli, env);
       },
     )
-    .command(healthCommand())
+    .command(healthCommand(env))
     .demandCommand(1, 'Name a command: start or health.')
     .strict()
     .help()
