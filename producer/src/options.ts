@@ -5,9 +5,13 @@ import {
   isQueueName,
   createSilentLogger,
   parseIntegerSetting,
+  encodeBackoff,
+  resolveBackoff,
   resolvePrefix,
   resolveResultExpiresSeconds,
   resolveRoutes,
+  type Backoff,
+  type EncodedBackoff,
   type RouteTable,
   type Routes,
   type ConnectionOptions,
@@ -17,7 +21,11 @@ import {
 } from '@taskline/shared';
 import { ValidationError } from './errors.js';
 
-/** BullMQ's retry backoff: exponential (with jitter) or fixed, starting at `delay` ms. */
+/**
+ * BullMQ's own backoff shape, still accepted from before taskline had one `Backoff` shape:
+ * `{ type, delay, jitter }` keeps BullMQ's meaning (no cap). Prefer `Backoff` (`delayMs`).
+ * @deprecated use `Backoff`: `{ type, delayMs, maxDelayMs?, jitter? }`
+ */
 export interface BackoffOption {
   type: 'exponential' | 'fixed';
   /** @defaultValue `1000` */
@@ -97,10 +105,17 @@ function integer(field: string, value: unknown, min: number, max: number): numbe
   return value;
 }
 
-export function checkBackoff(value: unknown, field: string): Required<BackoffOption> {
+/**
+ * The BullMQ `backoff` option of a job: a `Backoff` (`delayMs`) travels as taskline's own type;
+ * the older BullMQ shape (`delay`, or a number of ms) is passed on as BullMQ's, as before.
+ */
+export function checkBackoff(value: unknown, field: string): EncodedBackoff {
   if (typeof value === 'number') return { type: 'fixed', delay: integer(field, value, 0, 86_400_000), jitter: 0 };
   if (value === null || typeof value !== 'object') {
-    throw invalid(field, `${field} must be { type: 'exponential' | 'fixed', delay?: ms, jitter?: 0..1 } or a number of ms.`);
+    throw invalid(field, `${field} must be { type: 'exponential' | 'fixed', delayMs, maxDelayMs?, jitter? }.`);
+  }
+  if ('delayMs' in value || 'maxDelayMs' in value) {
+    return encodeBackoff(resolveBackoff(value, field, (at, problem) => invalid(at, `${at} ${problem}`)));
   }
   const { type, delay = 1000, jitter = type === 'exponential' ? 0.5 : 0, ...rest } = value as Record<string, unknown>;
   const extra = Object.keys(rest);
@@ -160,7 +175,7 @@ export interface EnqueueOptions {
   /** Attempts in all, including the first. @defaultValue the task's `attempts` (set by the worker) */
   attempts?: number;
   /** @defaultValue the task's `backoff` (set by the worker) */
-  backoff?: BackoffOption | number;
+  backoff?: Backoff | BackoffOption | number;
   /**
    * Repeats with the same key and task return the first job's id for RESULT_EXPIRES seconds,
    * decided atomically on the broker: `deduplicated: true` only when that job really exists.
@@ -175,7 +190,8 @@ export interface ResolvedEnqueueOptions {
   delay: number;
   priority: number | undefined;
   attempts: number | undefined;
-  backoff: Required<BackoffOption> | undefined;
+  /** As the BullMQ job carries it. */
+  backoff: EncodedBackoff | undefined;
   idempotencyKey: string | undefined;
   timeoutMs: number | undefined;
 }

@@ -31,6 +31,8 @@ export type { ServiceRole, ErrorKind } from './errors.js';
 export { toConnectionError, isFatalConnectionError, scrubSecrets, envPrefix } from './error-mapping.js';
 export type { ConnectionTarget } from './error-mapping.js';
 export { backoffDelay, sleep } from './retry-policy.js';
+export { DEFAULT_BACKOFF, TASKLINE_BACKOFF_TYPE, encodeBackoff, encodedBackoffDelay, resolveBackoff } from './job-backoff.js';
+export type { Backoff, EncodedBackoff, ResolvedBackoff } from './job-backoff.js';
 export type { BackoffSettings } from './retry-policy.js';
 export { Secret } from './secret.js';
 export { createLogger, createSilentLogger } from './logger.js';
