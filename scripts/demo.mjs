@@ -87,6 +87,22 @@ function bar(done, total, width = 30) {
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total}`;
 }
 
+// On a terminal the bar redraws in place; piped or logged, one line per 10 % instead of frames.
+const drawsInPlace = process.stdout.isTTY === true;
+let tenthsShown = 0;
+function progress(done, total) {
+  if (drawsInPlace) {
+    process.stdout.write(`\r${bar(done, total)}`);
+    if (done === total) process.stdout.write('\n');
+    return;
+  }
+  const tenths = Math.floor((done * 10) / total);
+  if (tenths > tenthsShown) {
+    tenthsShown = tenths;
+    say(`${tenths * 10}% (${done}/${total} done)`);
+  }
+}
+
 async function shutdown(code = 0) {
   if (stopping) return;
   stopping = true;
@@ -154,11 +170,10 @@ const results = await Promise.all(
     const record = await producer.waitForResult(id, { timeoutMs: 60_000 });
     done += 1;
     states[record.state] = (states[record.state] ?? 0) + 1;
-    process.stdout.write(`\r${bar(done, jobs.length)}`);
+    progress(done, jobs.length);
     return { task: jobs[i].task, record };
   }),
 );
-say('');
 const show = (task) => results.find((r) => r.task === task)?.record;
 say(`States: ${JSON.stringify(states)}`);
 say(`  add(99, 99)       -> ${JSON.stringify(results[99].record.result)}`);

@@ -123,7 +123,7 @@ export function resolveApiQueues(env: Env, defaultQueue: string, explicit?: read
     try {
       queues.add(assertQueueName(queue));
     } catch (err) {
-      throw new ConfigError('CONFIG_INVALID_QUEUES', variable, `${variable}: ${(err as Error).message}`);
+      throw new ConfigError('CONFIG_INVALID_QUEUES', variable, `${variable}: ${(err as Error).message}`, { cause: err });
     }
   }
   return queues;

@@ -3,13 +3,12 @@ import { JobNotFoundError, JobStateError, PayloadTooLargeError, ValidationError 
 import { BodyError } from './http-body.js';
 
 /** An answer the API gives on purpose: status, stable code, and a message meant for the client. */
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
+export class HttpError extends TasklineError {
+  override name = 'HttpError';
+  readonly status: number;
+  constructor(status: number, code: string, message: string) {
+    super(code, message);
+    this.status = status;
   }
 }
 

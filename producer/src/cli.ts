@@ -1,8 +1,6 @@
 import yargs, { type Argv } from 'yargs';
-import { hideBin } from 'yargs/helpers';
 import { RedisConnection } from 'bullmq';
 import {
-  ConfigError,
   ResultTimeoutError,
   connectionOptionsFromFlags,
   createLogger,
@@ -12,6 +10,7 @@ import {
   withConnectionFlags,
   type Logger,
 } from '@taskline/shared';
+import { aborted, defaultExitCode, EXIT_USAGE, failUsage, UsageError, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
 import { readApiToken } from './api-token.js';
 import { ValidationError } from './errors.js';
 import { startApiServer } from './http-api.js';
@@ -20,10 +19,7 @@ import type { EnqueueOptions } from './options.js';
 
 /** Exit codes: 0 ok, 1 failure (job FAILURE/REVOKED, Redis down, not found), 2 bad input, 3 timeout. */
 const EXIT_FAILED = 1;
-const EXIT_USAGE = 2;
 const EXIT_TIMEOUT = 3;
-
-class UsageError extends Error {}
 
 interface CommonArgs {
   'redis-url'?: string | undefined;
@@ -31,26 +27,30 @@ interface CommonArgs {
   prefix?: string | undefined;
 }
 
-function loggerFor(command: string, secrets: string[] = []): Logger {
-  return createLogger({ component: `producer-${command}`, level: process.env['LOG_LEVEL'] ?? (command === 'serve' ? 'info' : 'warn'), secrets });
-}
+type Env = Record<string, string | undefined>;
+type WithProducer = (argv: CommonArgs, command: string, run: (producer: Producer) => Promise<number | void>) => Promise<void>;
 
-function producerFrom(argv: CommonArgs, logger: Logger): Producer {
-  return createProducer({
-    connection: connectionOptionsFromFlags(argv),
-    ...(argv.prefix !== undefined ? { prefix: argv.prefix } : {}),
-    logger,
-  });
-}
-
-/** Runs a command with a producer that is always closed, mapping errors to exit codes. */
-async function withProducer(argv: CommonArgs, command: string, run: (producer: Producer) => Promise<number | void>): Promise<void> {
-  const producer = producerFrom(argv, loggerFor(command));
-  try {
-    process.exitCode = (await run(producer)) ?? 0;
-  } finally {
-    await producer.close();
-  }
+/** How the commands make their logger and producer: from the flags, layered over `env`. */
+function commandKit(env: Env) {
+  const loggerFor = (command: string, secrets: string[] = []): Logger =>
+    createLogger({ component: `producer-${command}`, level: env['LOG_LEVEL'] ?? (command === 'serve' ? 'info' : 'warn'), secrets, env });
+  const producerFrom = (argv: CommonArgs, logger: Logger): Producer =>
+    createProducer({
+      connection: connectionOptionsFromFlags(argv),
+      ...(argv.prefix !== undefined ? { prefix: argv.prefix } : {}),
+      logger,
+      env,
+    });
+  /** Runs a command with a producer that is always closed, mapping errors to exit codes. */
+  const withProducer: WithProducer = async (argv, command, run) => {
+    const producer = producerFrom(argv, loggerFor(command));
+    try {
+      process.exitCode = (await run(producer)) ?? 0;
+    } finally {
+      await producer.close();
+    }
+  };
+  return { loggerFor, producerFrom, withProducer };
 }
 
 function parseData(raw: string | undefined): unknown {
@@ -74,7 +74,7 @@ function common<T>(y: Argv<T>) {
   return withConnectionFlags(y).option('prefix', { type: 'string', describe: 'Key prefix shared by all taskline processes; overrides TASKLINE_PREFIX' });
 }
 
-function inspectCommands(y: Argv<CommonArgs>) {
+function inspectCommands(y: Argv<CommonArgs>, withProducer: WithProducer) {
   const queueArg = (a: Argv<CommonArgs>) => a.positional('queue', { type: 'string', demandOption: true, describe: 'Queue name' });
   const idArg = (a: Argv<CommonArgs & { queue: string }>) => a.positional('id', { type: 'string', demandOption: true, describe: 'A failed job id, or "all"' });
   return y
@@ -116,7 +116,8 @@ function inspectCommands(y: Argv<CommonArgs>) {
     .demandCommand(1, 'Name an inspect subcommand: queues, counts, failed, retry, remove, pause or resume.');
 }
 
-export function buildCli(args: string[]) {
+export function buildCli(args: string[], cli: CliContext, env: Env = process.env) {
+  const { loggerFor, producerFrom, withProducer } = commandKit(env);
   return common(yargs(args))
     .scriptName('taskline-producer')
     .command(
@@ -127,7 +128,7 @@ export function buildCli(args: string[]) {
           .option('port', { type: 'number', describe: 'Port to listen on (env PORT, default 8000)', default: undefined as number | undefined })
           .option('host', { type: 'string', describe: 'Address to bind (env PRODUCER_API_HOST, default 127.0.0.1; 0.0.0.0 for every interface)' }),
       async argv => {
-        const token = readApiToken(process.env);
+        const token = readApiToken(env);
         const logger = loggerFor('serve', token ? [token.reveal()] : []);
         const producer = producerFrom(argv, logger);
         try {
@@ -136,17 +137,11 @@ export function buildCli(args: string[]) {
             producer,
             logger,
             token,
+            env,
             ...(argv.host !== undefined ? { host: argv.host } : {}),
             ...(argv.port !== undefined ? { port: argv.port } : {}),
           });
-          await new Promise<void>(resolve => {
-            const stop = (signal: string): void => {
-              logger.info('Stopping the producer API', { signal });
-              resolve();
-            };
-            process.once('SIGTERM', stop);
-            process.once('SIGINT', stop);
-          });
+          logger.info('Stopping the producer API', { signal: await aborted(cli.stop) });
           await server.stop();
         } finally {
           await producer.close();
@@ -220,29 +215,25 @@ export function buildCli(args: string[]) {
           print(await producer.revoke(argv.id, argv.reason));
         }),
     )
-    .command('inspect', 'Queue counts, failed jobs, pause/resume', y => inspectCommands(y as Argv<CommonArgs>))
-    .command(healthCommand())
+    .command('inspect', 'Queue counts, failed jobs, pause/resume', y => inspectCommands(y as Argv<CommonArgs>, withProducer))
+    .command(healthCommand(env))
     .command(scriptsCommand(RedisConnection))
     .demandCommand(1, 'Name a command: serve, enqueue, result, revoke, inspect, health or scripts.')
     .strict()
     .help()
     .alias('h', 'help')
     .version(false)
-    .fail((message, err) => {
-      if (err) throw err;
-      console.error(`${message}\nRun with --help for usage.`);
-      process.exit(EXIT_USAGE);
-    });
+    .fail(failUsage);
 }
 
-export async function main(args: string[]): Promise<void> {
-  try {
-    await buildCli(args).parseAsync();
-  } catch (err) {
-    const usage = err instanceof UsageError || err instanceof ValidationError || err instanceof ConfigError;
-    console.error(err instanceof Error ? err.message : String(err));
-    process.exitCode = usage ? EXIT_USAGE : EXIT_FAILED;
-  }
+/** The `taskline-producer` command line; the bin runs it with `runCli(main, runOptions)`. Commands set `process.exitCode`. */
+export async function main(args: string[], cli: CliContext, env: Env = process.env): Promise<void> {
+  await buildCli(args, cli, env).parseAsync();
 }
 
-await main(hideBin(process.argv));
+/** Exit code 2 for bad input (command line, job options, configuration), 1 for anything else. */
+function exitCodeFor(err: unknown): number {
+  return err instanceof ValidationError ? EXIT_USAGE : defaultExitCode(err);
+}
+
+export const runOptions: RunCliOptions = { name: 'taskline-producer', exitCodeFor };

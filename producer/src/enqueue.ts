@@ -74,7 +74,7 @@ export function prepareJob(
   try {
     assertTaskName(task);
   } catch (err) {
-    throw new ValidationError('INVALID_TASK', 'task', (err as Error).message);
+    throw new ValidationError('INVALID_TASK', 'task', (err as Error).message, { cause: err });
   }
   const options = resolveEnqueueOptions(input, producer, now, task);
   checkPayload(data, producer.maxPayloadBytes);

@@ -5,8 +5,8 @@ export class ValidationError extends TasklineError {
   override name = 'ValidationError';
   /** The field at fault, e.g. `options.delay` or `data.user.callback`. */
   readonly field: string;
-  constructor(code: string, field: string, message: string) {
-    super(code, message);
+  constructor(code: string, field: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
     this.field = field;
   }
 }

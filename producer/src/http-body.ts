@@ -1,13 +1,13 @@
 import type { IncomingMessage } from 'node:http';
+import { TasklineError } from '@taskline/shared';
 
 /** Why a request body could not be read. */
-export class BodyError extends Error {
-  constructor(
-    readonly status: 400 | 413 | 415,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
+export class BodyError extends TasklineError {
+  override name = 'BodyError';
+  readonly status: 400 | 413 | 415;
+  constructor(status: 400 | 413 | 415, code: string, message: string) {
+    super(code, message);
+    this.status = status;
   }
 }
 

@@ -4,6 +4,7 @@ export { EnqueueBulkError } from './enqueue.js';
 export type { EnqueueResult, BulkJob, BulkJobOutcome } from './enqueue.js';
 export { resolveProducerOptions, resolveEnqueueOptions, DEFAULT_MAX_PAYLOAD_BYTES } from './options.js';
 export type { ProducerOptions, ResolvedProducerOptions, EnqueueOptions, ResolvedEnqueueOptions, BackoffOption } from './options.js';
+export type { Backoff } from '@taskline/shared';
 export { QueueInspector, COUNTED_STATES } from './inspector.js';
 export type { CountedState, FailedJobSummary, RetriedJob } from './inspector.js';
 export { ValidationError, PayloadTooLargeError, JobNotFoundError, JobStateError } from './errors.js';

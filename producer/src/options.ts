@@ -1,11 +1,17 @@
 import type { Registry } from 'prom-client';
 import {
   DEFAULT_QUEUE,
-  assertQueueName,
+  InvalidNameError,
+  isQueueName,
   createSilentLogger,
   parseIntegerSetting,
+  encodeBackoff,
+  resolveBackoff,
   resolvePrefix,
+  resolveResultExpiresSeconds,
   resolveRoutes,
+  type Backoff,
+  type EncodedBackoff,
   type RouteTable,
   type Routes,
   type ConnectionOptions,
@@ -15,7 +21,11 @@ import {
 } from '@taskline/shared';
 import { ValidationError } from './errors.js';
 
-/** BullMQ's retry backoff: exponential (with jitter) or fixed, starting at `delay` ms. */
+/**
+ * BullMQ's own backoff shape, still accepted from before taskline had one `Backoff` shape:
+ * `{ type, delay, jitter }` keeps BullMQ's meaning (no cap). Prefer `Backoff` (`delayMs`).
+ * @deprecated use `Backoff`: `{ type, delayMs, maxDelayMs?, jitter? }`
+ */
 export interface BackoffOption {
   type: 'exponential' | 'fixed';
   /** @defaultValue `1000` */
@@ -84,11 +94,8 @@ function invalid(field: string, message: string): ValidationError {
 
 export function checkQueueName(queue: unknown, field = 'queue'): string {
   if (typeof queue !== 'string') throw invalid(field, `${field} must be a string (a queue name), got ${typeof queue}.`);
-  try {
-    return assertQueueName(queue);
-  } catch (err) {
-    throw invalid(field, (err as Error).message);
-  }
+  if (!isQueueName(queue)) throw new ValidationError('INVALID_OPTION', field, new InvalidNameError('queue', queue).message);
+  return queue;
 }
 
 function integer(field: string, value: unknown, min: number, max: number): number {
@@ -98,10 +105,17 @@ function integer(field: string, value: unknown, min: number, max: number): numbe
   return value;
 }
 
-export function checkBackoff(value: unknown, field: string): Required<BackoffOption> {
+/**
+ * The BullMQ `backoff` option of a job: a `Backoff` (`delayMs`) travels as taskline's own type;
+ * the older BullMQ shape (`delay`, or a number of ms) is passed on as BullMQ's, as before.
+ */
+export function checkBackoff(value: unknown, field: string): EncodedBackoff {
   if (typeof value === 'number') return { type: 'fixed', delay: integer(field, value, 0, 86_400_000), jitter: 0 };
   if (value === null || typeof value !== 'object') {
-    throw invalid(field, `${field} must be { type: 'exponential' | 'fixed', delay?: ms, jitter?: 0..1 } or a number of ms.`);
+    throw invalid(field, `${field} must be { type: 'exponential' | 'fixed', delayMs, maxDelayMs?, jitter? }.`);
+  }
+  if ('delayMs' in value || 'maxDelayMs' in value) {
+    return encodeBackoff(resolveBackoff(value, field, (at, problem) => invalid(at, `${at} ${problem}`)));
   }
   const { type, delay = 1000, jitter = type === 'exponential' ? 0.5 : 0, ...rest } = value as Record<string, unknown>;
   const extra = Object.keys(rest);
@@ -121,9 +135,15 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
         DEFAULT_MAX_PAYLOAD_BYTES;
   let prefix: string;
   try {
-    prefix = resolvePrefix(options.prefix !== undefined ? { TASKLINE_PREFIX: options.prefix } : env);
+    prefix = resolvePrefix(env, options.prefix);
   } catch (err) {
-    throw invalid('prefix', (err as Error).message);
+    throw new ValidationError('INVALID_OPTION', 'prefix', (err as Error).message, { cause: err });
+  }
+  let resultExpiresSeconds: number;
+  try {
+    resultExpiresSeconds = resolveResultExpiresSeconds(env, options.resultExpiresSeconds);
+  } catch (err) {
+    throw new ValidationError('INVALID_OPTION', options.resultExpiresSeconds !== undefined ? 'resultExpiresSeconds' : 'RESULT_EXPIRES', (err as Error).message, { cause: err });
   }
   return {
     connection: options.connection ?? {},
@@ -132,10 +152,7 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
     defaultQueue: checkQueueName(options.defaultQueue ?? DEFAULT_QUEUE, 'defaultQueue'),
     routes: resolveRoutes(options.routes, env),
     maxPayloadBytes,
-    resultExpiresSeconds:
-      options.resultExpiresSeconds !== undefined
-        ? integer('resultExpiresSeconds', options.resultExpiresSeconds, 1, 31_536_000)
-        : parseIntegerSetting('RESULT_EXPIRES', env['RESULT_EXPIRES'], { min: 1, max: 31_536_000 }) ?? 86_400,
+    resultExpiresSeconds,
     keepFailedCount: integer('keepFailedCount', options.keepFailedCount ?? 1000, 0, 10_000_000),
     keepFailedSeconds: integer('keepFailedSeconds', options.keepFailedSeconds ?? 604_800, 1, 31_536_000),
     enqueueTimeoutMs: integer('enqueueTimeoutMs', options.enqueueTimeoutMs ?? 10_000, 1, 600_000),
@@ -158,7 +175,7 @@ export interface EnqueueOptions {
   /** Attempts in all, including the first. @defaultValue the task's `attempts` (set by the worker) */
   attempts?: number;
   /** @defaultValue the task's `backoff` (set by the worker) */
-  backoff?: BackoffOption | number;
+  backoff?: Backoff | BackoffOption | number;
   /**
    * Repeats with the same key and task return the first job's id for RESULT_EXPIRES seconds,
    * decided atomically on the broker: `deduplicated: true` only when that job really exists.
@@ -173,7 +190,8 @@ export interface ResolvedEnqueueOptions {
   delay: number;
   priority: number | undefined;
   attempts: number | undefined;
-  backoff: Required<BackoffOption> | undefined;
+  /** As the BullMQ job carries it. */
+  backoff: EncodedBackoff | undefined;
   idempotencyKey: string | undefined;
   timeoutMs: number | undefined;
 }

@@ -1,8 +1,16 @@
 import type { Counter, Histogram, Registry } from 'prom-client';
-import { getOrCreateCounter, getOrCreateHistogram } from '@taskline/shared';
+import { ConnectionError, TasklineError, getOrCreateCounter, getOrCreateHistogram } from '@taskline/shared';
+import { PayloadTooLargeError, ValidationError } from './errors.js';
 
 /** Why an enqueue failed, as the `reason` label. */
 export type EnqueueErrorReason = 'invalid' | 'too_large' | 'connection' | 'other';
+
+/** The `reason` an enqueue error is counted under. */
+export function enqueueErrorReason(err: unknown): EnqueueErrorReason {
+  if (err instanceof PayloadTooLargeError) return 'too_large';
+  if (err instanceof ValidationError) return 'invalid';
+  return err instanceof ConnectionError || !(err instanceof TasklineError) ? 'connection' : 'other';
+}
 
 /** Distinct `task` and `queue` label values kept per producer; later new ones count as `other`. */
 export const MAX_TASK_LABELS = 200;

@@ -13,37 +13,29 @@ import {
   type HealthReport,
   type JobEvent,
   type JobResultRecord,
+  type LifecycleState,
   type Logger,
-  type ResolvedConnectionOptions,
-  type ConnectionOptions,
   type TasklineConnections,
 } from '@taskline/shared';
+import { closeInOrder, isResolvedConnectionOptions, withTimeout } from '@taskline/shared/internal';
 import { addJobs, EnqueueBulkError, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
-import { JobNotFoundError, JobStateError, PayloadTooLargeError, ValidationError } from './errors.js';
+import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
 import { findOnBroker, recordFromBroker, type BrokerJob } from './job-lookup.js';
 import { QueueInspector } from './inspector.js';
-import { ProducerMetrics, type EnqueueErrorReason } from './producer-metrics.js';
+import { watchJob, type JobWatchEvent } from './job-watch.js';
+import { ProducerMetrics, enqueueErrorReason } from './producer-metrics.js';
 import { resolveProducerOptions, type EnqueueOptions, type ProducerOptions, type ResolvedProducerOptions } from './options.js';
 
-export type { EnqueueResult, BulkJob };
+export type { EnqueueResult, BulkJob, JobWatchEvent };
 
-export type ProducerState = 'idle' | 'ready' | 'closing' | 'closed';
-
-/** One change of a watched job; the last one (`final: true`) carries the final record. */
-export interface JobWatchEvent {
-  state: JobResultRecord['state'];
-  progress?: unknown;
-  record?: JobResultRecord;
-  final: boolean;
-}
-
-function isResolved(options: ConnectionOptions | ResolvedConnectionOptions): options is ResolvedConnectionOptions {
-  return Array.isArray((options as ResolvedConnectionOptions).warnings);
-}
+/** `idle` → `starting` (connecting) → `ready` → `closing` → `closed`. */
+export type ProducerState = Extract<LifecycleState, 'idle' | 'starting' | 'ready' | 'closing' | 'closed'>;
 
 const REMOVABLE_STATES = new Set(['waiting', 'delayed', 'prioritized', 'paused', 'waiting-children']);
 /** How long the list of queues (for finding a job that has no record yet) is reused. */
 const QUEUE_LIST_CACHE_MS = 2000;
+/** How long `close()` gives the queues, the result backend and the connections, together. */
+const CLOSE_GRACE_MS = 10_000;
 
 /**
  * What applications use to enqueue jobs: BullMQ on the broker (deduplication of idempotency keys
@@ -72,7 +64,7 @@ export class Producer {
     this.connections =
       this.options.connections ??
       createConnections({
-        options: isResolved(this.options.connection)
+        options: isResolvedConnectionOptions(this.options.connection)
           ? this.options.connection
           : resolveConnectionOptions(this.options.connection, this.options.env),
         role: 'producer',
@@ -107,6 +99,7 @@ export class Producer {
   #ready(): Promise<void> {
     if (this.#closePromise) return Promise.reject(new ClosedError('The producer'));
     if (!this.#connecting) {
+      if (this.#state === 'idle') this.#state = 'starting';
       const connecting = this.#ownsConnections && this.connections.state === 'idle' ? this.connections.connect() : Promise.resolve();
       this.#connecting = connecting.then(() => {
         this.#state = 'ready';
@@ -200,26 +193,18 @@ export class Producer {
     }
   }
 
-  async #withDeadline<T>(work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
+  #withDeadline<T>(work: Promise<T>): Promise<T> {
     const ms = this.options.enqueueTimeoutMs;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const { host, port } = this.connections.broker.target;
-        reject(
-          new ConnectionError(
-            `The enqueue got no answer from Redis within ${ms} ms, so whether its jobs were added is unknown; check the broker (taskline-producer health) or raise the producer's enqueueTimeoutMs, and retry with idempotency keys to be safe.`,
-            { code: 'ENQUEUE_TIMEOUT', kind: 'network', retryable: true, service: 'broker', host, port },
-          ),
-        );
-      }, ms);
-    });
-    work.catch(() => undefined);
-    try {
-      return await Promise.race([work, deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
+    const { host, port } = this.connections.broker.target;
+    return withTimeout(
+      work,
+      ms,
+      () =>
+        new ConnectionError(
+          `The enqueue got no answer from Redis within ${ms} ms, so whether its jobs were added is unknown; check the broker (taskline-producer health) or raise the producer's enqueueTimeoutMs, and retry with idempotency keys to be safe.`,
+          { code: 'ENQUEUE_TIMEOUT', kind: 'network', retryable: true, service: 'broker', host, port },
+        ),
+    );
   }
 
   #mapError(err: unknown): Error {
@@ -230,15 +215,7 @@ export class Producer {
   }
 
   #countError(err: unknown): void {
-    const reason: EnqueueErrorReason =
-      err instanceof PayloadTooLargeError
-        ? 'too_large'
-        : err instanceof ValidationError
-          ? 'invalid'
-          : err instanceof ConnectionError || !(err instanceof TasklineError)
-            ? 'connection'
-            : 'other';
-    this.metrics.enqueueErrors.inc({ reason });
+    this.metrics.enqueueErrors.inc({ reason: enqueueErrorReason(err) });
   }
 
   /** Every queue of the deployment (the broker's registry), plus the ones this process uses. */
@@ -319,53 +296,8 @@ export class Producer {
    * progress change, ending with an event that carries the final record (`final: true`).
    * Ends early (without a final event) on `signal` or after `timeoutMs` (default: 1 hour).
    */
-  async *watch(id: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<JobWatchEvent> {
-    const current = await this.getResult(id);
-    if (!current) throw new JobNotFoundError(id, ' in the result backend or on the broker');
-    yield { state: current.state, ...(current.progress !== undefined ? { progress: current.progress } : {}), record: current, final: isTerminalState(current.state) };
-    if (isTerminalState(current.state)) return;
-    const pending: JobWatchEvent[] = [];
-    let wake: (() => void) | null = null;
-    let ended = false;
-    // Stopping the iteration early (break, return) ends the wait and its subscription.
-    const stop = new AbortController();
-    const signal = options.signal ? AbortSignal.any([stop.signal, options.signal]) : stop.signal;
-    const push = (event: JobWatchEvent): void => {
-      pending.push(event);
-      wake?.();
-    };
-    const done = this.results
-      .waitFor(id, {
-        timeoutMs: options.timeoutMs ?? 3_600_000,
-        signal,
-        onEvent: event => {
-          if (!isTerminalState(event.state)) push({ ...event, final: false });
-        },
-      })
-      .then(
-        record => push({ state: record.state, ...(record.progress !== undefined ? { progress: record.progress } : {}), record, final: true }),
-        () => undefined,
-      )
-      .finally(() => {
-        ended = true;
-        wake?.();
-      });
-    try {
-      for (;;) {
-        const event = pending.shift();
-        if (event) {
-          yield event;
-          if (event.final) return;
-          continue;
-        }
-        if (ended) return;
-        await new Promise<void>(resolve => (wake = resolve));
-        wake = null;
-      }
-    } finally {
-      stop.abort();
-      await done;
-    }
+  watch(id: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<JobWatchEvent> {
+    return watchJob({ current: () => this.getResult(id), results: this.results }, id, options);
   }
 
   /**
@@ -416,26 +348,26 @@ export class Producer {
 
   /**
    * Closes the BullMQ queues, the result backend's subscriber, then the connections (only if
-   * the producer made them). Safe to call twice.
+   * the producer made them), within 10 s in all. Safe to call twice.
    */
   close(): Promise<void> {
     this.#closePromise ??= (async () => {
       this.#state = 'closing';
-      const steps: Array<[string, () => Promise<void>]> = [
-        ['queues', async () => {
-          const queues = await Promise.allSettled([...this.#queues.values()]);
-          await Promise.all(queues.map(q => (q.status === 'fulfilled' ? q.value.close() : undefined)));
-        }],
-        ['result backend', () => this.results.close()],
-        ['connections', () => (this.#ownsConnections ? this.connections.close() : Promise.resolve())],
-      ];
-      for (const [what, step] of steps) {
-        try {
-          await step();
-        } catch (err) {
-          this.#logger.warn(`Closing the producer's ${what} failed`, { error: err });
-        }
-      }
+      await closeInOrder(
+        [
+          {
+            name: 'queues',
+            close: async () => {
+              const queues = await Promise.allSettled([...this.#queues.values()]);
+              await Promise.all(queues.map(q => (q.status === 'fulfilled' ? q.value.close() : undefined)));
+            },
+          },
+          { name: 'result backend', close: () => this.results.close() },
+          { name: 'connections', close: () => (this.#ownsConnections ? this.connections.close() : undefined) },
+        ],
+        CLOSE_GRACE_MS,
+        { logger: this.#logger, owner: 'the producer' },
+      );
       this.#queues.clear();
       this.#state = 'closed';
     })();

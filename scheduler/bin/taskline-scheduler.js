@@ -1,2 +1,5 @@
 #!/usr/bin/env node
-import '../dist/cli.js';
+import { runCli } from '@taskline/shared/internal';
+import { main, runOptions } from '../dist/cli.js';
+
+void runCli(main, runOptions);

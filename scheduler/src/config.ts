@@ -73,7 +73,7 @@ export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSche
     schedulePath: options.schedulePath,
     connections: options.connections ?? null,
     connection: options.connection ?? {},
-    prefix: options.prefix ?? resolvePrefix(env),
+    prefix: resolvePrefix(env, options.prefix),
     routes: resolveRoutes(options.routes, env),
     leaseTtlMs,
     renewIntervalMs: Math.max(50, Math.floor(leaseTtlMs / 4)),

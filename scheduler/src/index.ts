@@ -3,7 +3,7 @@ export type { Scheduler, SchedulerState } from './scheduler.js';
 export { resolveSchedulerOptions } from './config.js';
 export type { SchedulerOptions, ResolvedSchedulerOptions } from './config.js';
 export { loadScheduleFile, parseScheduleFile, parseEvery, isKnownTimeZone, ScheduleFileError } from './schedule-file.js';
-export type { ScheduleEntry, ScheduleEntryInput, ScheduleFile, ScheduleJobOptions, ScheduleProblem } from './schedule-file.js';
+export type { ScheduleEntry, ScheduleEntryInput, ScheduleFile, ScheduleJobOptions, ResolvedScheduleJobOptions, ScheduleProblem } from './schedule-file.js';
 export { nextRuns, formatInZone } from './next-runs.js';
 export { describeSchedules, formatScheduleStatus } from './list.js';
 export type { ScheduleStatus } from './list.js';

@@ -1,6 +1,6 @@
 import type { Queue, JobSchedulerJson, JobSchedulerTemplateOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Logger } from '@taskline/shared';
+import { TasklineError, type Logger } from '@taskline/shared';
 import { beatKey, type LeaderLease } from './leader-lease.js';
 import type { ScheduleEntry } from './schedule-file.js';
 
@@ -43,11 +43,10 @@ export interface OwnedRecord {
 }
 
 /** Thrown when the lease is found lost mid-reconcile; nothing further is written. */
-export class NotLeaderError extends Error {
+export class NotLeaderError extends TasklineError {
   override name = 'NotLeaderError';
-  readonly code = 'BEAT_NOT_LEADER';
   constructor() {
-    super('This beat replica lost its leader lease; it stepped down and wrote nothing further.');
+    super('BEAT_NOT_LEADER', 'This beat replica lost its leader lease; it stepped down and wrote nothing further.');
   }
 }
 

@@ -1,7 +1,19 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CronExpressionParser } from 'cron-parser';
-import { DEFAULT_QUEUE, TasklineError, createRoutes, type Routes } from '@taskline/shared';
+import {
+  DEFAULT_QUEUE,
+  NAME_RULES,
+  TasklineError,
+  createRoutes,
+  encodeBackoff,
+  isQueueName,
+  isTaskName,
+  resolveBackoff,
+  type Backoff,
+  type EncodedBackoff,
+  type Routes,
+} from '@taskline/shared';
 
 /**
  * The schedule file: which tasks the beat enqueues and when. JSON, either
@@ -36,11 +48,19 @@ export interface ScheduleEntryInput {
 
 export interface ScheduleJobOptions {
   attempts?: number;
-  backoff?: { type: 'fixed' | 'exponential'; delay: number };
+  /**
+   * `{ "type": "exponential" | "fixed", "delayMs", "maxDelayMs"?, "jitter"? }`, the backoff shape
+   * of every taskline API. BullMQ's `{ "type", "delay" }` is still accepted and keeps its meaning
+   * (no cap, no jitter).
+   */
+  backoff?: Backoff | { type: 'fixed' | 'exponential'; delay: number };
   priority?: number;
   removeOnComplete?: boolean | number;
   removeOnFail?: boolean | number;
 }
+
+/** Job options after validation: the backoff as the BullMQ job carries it. */
+export type ResolvedScheduleJobOptions = Omit<ScheduleJobOptions, 'backoff'> & { backoff?: EncodedBackoff };
 
 /** One entry after validation, every default filled in. */
 export interface ScheduleEntry {
@@ -48,7 +68,7 @@ export interface ScheduleEntry {
   task: string;
   queue: string;
   data: unknown;
-  options: ScheduleJobOptions;
+  options: ResolvedScheduleJobOptions;
   /** Exactly one of `cron` / `everyMs` is set. */
   cron: string | null;
   tz: string;
@@ -90,11 +110,17 @@ export class ScheduleFileError extends TasklineError {
   }
 }
 
+/** One problem in the options, turned into a line of the ScheduleFileError. */
+class ScheduleOptionError extends TasklineError {
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super('SCHEDULE_FILE_INVALID', message);
+    this.field = field;
+  }
+}
+
 const ENTRY_KEYS = new Set(['id', 'task', 'queue', 'data', 'options', 'cron', 'tz', 'every', 'startDate', 'endDate', 'limit']);
 const OPTION_KEYS = new Set(['attempts', 'backoff', 'priority', 'removeOnComplete', 'removeOnFail']);
-const ID = /^[A-Za-z0-9_.-]{1,100}$/;
-const QUEUE = /^[A-Za-z0-9_.-]{1,128}$/;
-const TASK = /^[A-Za-z0-9_.:-]{1,200}$/;
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const MIN_EVERY_MS = 100;
 const MAX_EVERY_MS = 366 * 86_400_000;
@@ -160,7 +186,7 @@ function parseDate(raw: unknown): number | string {
   return `must be an ISO date (e.g. "2026-01-31T00:00:00Z") or milliseconds since the epoch, got ${describeType(raw)}`;
 }
 
-function checkOptions(raw: unknown, problem: (field: string, message: string) => void): ScheduleJobOptions {
+function checkOptions(raw: unknown, problem: (field: string, message: string) => void): ResolvedScheduleJobOptions {
   if (raw === undefined) return {};
   if (!isPlainObject(raw)) {
     problem('options', `must be an object, got ${describeType(raw)}`);
@@ -169,7 +195,7 @@ function checkOptions(raw: unknown, problem: (field: string, message: string) =>
   for (const key of Object.keys(raw)) {
     if (!OPTION_KEYS.has(key)) problem(`options.${key}`, `is not a known job option; use one of ${[...OPTION_KEYS].join(', ')}`);
   }
-  const out: ScheduleJobOptions = {};
+  const out: ResolvedScheduleJobOptions = {};
   const { attempts, backoff, priority, removeOnComplete, removeOnFail } = raw;
   if (attempts !== undefined) {
     if (Number.isInteger(attempts) && (attempts as number) >= 1) out.attempts = attempts as number;
@@ -179,11 +205,19 @@ function checkOptions(raw: unknown, problem: (field: string, message: string) =>
     if (Number.isInteger(priority) && (priority as number) >= 0) out.priority = priority as number;
     else problem('options.priority', `must be a whole number ≥ 0, got ${describeType(priority)}`);
   }
-  if (backoff !== undefined) {
-    if (isPlainObject(backoff) && (backoff['type'] === 'fixed' || backoff['type'] === 'exponential') && Number.isInteger(backoff['delay']) && (backoff['delay'] as number) >= 0) {
+  if (isPlainObject(backoff) && 'delay' in backoff) {
+    // BullMQ's own shape, from before the one backoff shape: passed on as it was.
+    if ((backoff['type'] === 'fixed' || backoff['type'] === 'exponential') && Number.isInteger(backoff['delay']) && (backoff['delay'] as number) >= 0) {
       out.backoff = { type: backoff['type'], delay: backoff['delay'] as number };
     } else {
-      problem('options.backoff', 'must be { "type": "fixed" | "exponential", "delay": <ms> }');
+      problem('options.backoff', 'must be { "type": "fixed" | "exponential", "delayMs": <ms>, "maxDelayMs"?: <ms>, "jitter"?: 0..1 }');
+    }
+  } else if (backoff !== undefined) {
+    try {
+      out.backoff = encodeBackoff(resolveBackoff(backoff, 'options.backoff', (field, message) => new ScheduleOptionError(field, message)));
+    } catch (err) {
+      if (!(err instanceof ScheduleOptionError)) throw err;
+      problem(err.field, err.message);
     }
   }
   for (const [key, value] of [['removeOnComplete', removeOnComplete], ['removeOnFail', removeOnFail]] as const) {
@@ -207,11 +241,9 @@ function checkEntry(raw: unknown, index: number, problems: ScheduleProblem[], ro
     if (!ENTRY_KEYS.has(key)) problem(key, `is not a known field; use one of ${[...ENTRY_KEYS].join(', ')}`);
   }
   const { id, task, queue, data, cron, tz, every, startDate, endDate, limit } = raw;
-  if (typeof id !== 'string' || !ID.test(id)) problem('id', `must be 1-100 letters, digits, "_", "." or "-", got ${describeType(id)}`);
-  if (typeof task !== 'string' || !TASK.test(task)) problem('task', `must be a task name (1-200 letters, digits, "_", ".", ":" or "-"), got ${describeType(task)}`);
-  if (queue !== undefined && (typeof queue !== 'string' || !QUEUE.test(queue))) {
-    problem('queue', `must be a queue name (1-128 letters, digits, "_", "." or "-"), got ${describeType(queue)}`);
-  }
+  if (typeof id !== 'string' || !NAME_RULES.scheduleId.pattern.test(id)) problem('id', `must be ${NAME_RULES.scheduleId.says}, got ${describeType(id)}`);
+  if (!isTaskName(task)) problem('task', `must be a task name (${NAME_RULES.task.says}), got ${describeType(task)}`);
+  if (queue !== undefined && !isQueueName(queue)) problem('queue', `must be a queue name (${NAME_RULES.queue.says}), got ${describeType(queue)}`);
   if (data !== undefined) {
     try {
       JSON.stringify(data);

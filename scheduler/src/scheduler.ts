@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { QueueRegistry, createConnections, createSilentLogger, type Logger, type TasklineConnections } from '@taskline/shared';
+import { QueueRegistry, TasklineError, createConnections, createSilentLogger, type LifecycleState, type Logger, type TasklineConnections } from '@taskline/shared';
+import { closeInOrder, withTimeout } from '@taskline/shared/internal';
 import { resolveSchedulerOptions, type ResolvedSchedulerOptions, type SchedulerOptions } from './config.js';
 import { FileWatcher } from './file-watcher.js';
 import { LeaderLease } from './leader-lease.js';
@@ -8,7 +9,11 @@ import { BeatMetrics } from './metrics.js';
 import { NotLeaderError, readOwned, reconcileSchedules, SCHEDULER_ID_PREFIX, type ReconcileResult } from './reconciler.js';
 import { loadScheduleFile, type ScheduleFile } from './schedule-file.js';
 
-export type SchedulerState = 'idle' | 'starting' | 'running' | 'closing' | 'closed';
+/** `idle` → `starting` → `ready` (leading or standing by) → `closing` → `closed`. */
+export type SchedulerState = Extract<LifecycleState, 'idle' | 'starting' | 'ready' | 'closing' | 'closed'>;
+
+/** How long `close()` gives the in-flight reconcile, the lease release, the queues and the connections, together. */
+const CLOSE_GRACE_MS = 10_000;
 
 export interface Scheduler {
   /** Connects, loads the file (rejecting on an invalid one), then leads or stands by. */
@@ -77,7 +82,7 @@ class BeatScheduler implements Scheduler {
   }
 
   async start(): Promise<void> {
-    if (this.#state !== 'idle') throw new Error(`The scheduler was already started (state ${this.#state}); create a new one.`);
+    if (this.#state !== 'idle') throw new TasklineError('SCHEDULER_ALREADY_STARTED', `The scheduler was already started (state ${this.#state}); create a new one.`);
     this.#state = 'starting';
     await this.#load();
     await this.connections.connect();
@@ -86,7 +91,7 @@ class BeatScheduler implements Scheduler {
     this.#lease = new LeaderLease({ client: this.#client, prefix: o.prefix, ttlMs: o.leaseTtlMs, minRemainingMs: o.minRemainingMs });
     this.#watcher = new FileWatcher(o.schedulePath, () => this.#background('file changed'), { intervalMs: o.watchIntervalMs, debounceMs: o.debounceMs });
     await this.#watcher.start();
-    this.#state = 'running';
+    this.#state = 'ready';
     this.#logger.info('beat started', { schedule: o.schedulePath, prefix: o.prefix, leaseTtlMs: o.leaseTtlMs, declared: this.#schedule?.entries.length ?? 0 });
     await this.#leaseStep();
     this.#reconcileTimer = setInterval(() => this.#background('periodic'), o.reconcileIntervalMs);
@@ -109,7 +114,7 @@ class BeatScheduler implements Scheduler {
   /** One turn of the lease loop: renew as leader, try to acquire as standby; re-arms itself. */
   async #leaseStep(): Promise<void> {
     const lease = this.#lease;
-    if (!lease || this.#state !== 'running') return;
+    if (!lease || this.#state !== 'ready') return;
     let delay = this.#options.renewIntervalMs;
     try {
       if (lease.fence !== null) {
@@ -130,17 +135,14 @@ class BeatScheduler implements Scheduler {
       if (lease.fence !== null && !lease.held) this.#steppedDown('lease could not be renewed in time');
       this.#logger.warn('lease step failed', { error: err });
     }
-    if (this.#state !== 'running') return;
+    if (this.#state !== 'ready') return;
     this.#leaseTimer = setTimeout(() => void this.#leaseStep(), delay);
     this.#leaseTimer.unref();
   }
 
+  /** A lease command must answer while the lease it relies on still has time left. */
   #withTimeout<T>(promise: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('Redis did not answer the lease command in time')), this.#options.minRemainingMs);
-    });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+    return withTimeout(promise, this.#options.minRemainingMs, 'the lease command');
   }
 
   #steppedDown(why: string): void {
@@ -155,14 +157,14 @@ class BeatScheduler implements Scheduler {
 
   /** Coalesces: while one reconcile runs, further requests make it run once more afterwards. */
   reconcile(reason = 'requested'): Promise<ReconcileResult | null> {
-    if (this.#state !== 'running') return Promise.resolve(null);
+    if (this.#state !== 'ready') return Promise.resolve(null);
     if (this.#running) {
       this.#again = true;
       return this.#running;
     }
     this.#running = this.#reconcileOnce(reason).finally(() => {
       this.#running = null;
-      if (this.#again && this.#state === 'running') {
+      if (this.#again && this.#state === 'ready') {
         this.#again = false;
         this.#background('coalesced');
       }
@@ -208,7 +210,7 @@ class BeatScheduler implements Scheduler {
   #queue(name: string): Queue {
     let queue = this.#queues.get(name);
     if (!queue) {
-      if (!this.#client) throw new Error('The scheduler is not connected; call start() first.');
+      if (!this.#client) throw new TasklineError('SCHEDULER_NOT_STARTED', 'The scheduler is not connected; call start() first.');
       queue = new Queue(name, { connection: this.#client, prefix: this.#options.prefix });
       queue.on('error', err => this.#logger.warn('queue error', { queue: name, error: err }));
       this.#queues.set(name, queue);
@@ -240,30 +242,32 @@ class BeatScheduler implements Scheduler {
     this.#closePromise ??= (async () => {
       const was = this.#state;
       this.#state = 'closing';
-      const steps: Array<[string, () => Promise<void> | void]> = [
-        ['timers', () => {
-          for (const t of [this.#leaseTimer, this.#reconcileTimer, this.#statsTimer]) if (t) clearTimeout(t);
-          this.#watcher?.close();
-        }],
-        ['in-flight reconcile', async () => void (await this.#running?.catch(() => undefined))],
-        ['lease', async () => {
-          if (was === 'running' && this.#lease?.fence !== null) await this.#withTimeout(this.#lease?.release() ?? Promise.resolve());
-          this.metrics.leader.set(0);
-        }],
-        ['queues', async () => {
-          for (const q of this.#queues.values()) await q.close();
-        }],
-        ['connections', async () => {
-          if (this.#ownsConnections) await this.connections.close();
-        }],
-      ];
-      for (const [name, step] of steps) {
-        try {
-          await step();
-        } catch (err) {
-          this.#logger.warn(`closing the beat: ${name} failed`, { error: err });
-        }
-      }
+      await closeInOrder(
+        [
+          {
+            name: 'timers',
+            close: () => {
+              for (const t of [this.#leaseTimer, this.#reconcileTimer, this.#statsTimer]) if (t) clearTimeout(t);
+              this.#watcher?.close();
+            },
+          },
+          { name: 'in-flight reconcile', close: () => this.#running?.catch(() => undefined) },
+          {
+            name: 'lease',
+            close: async () => {
+              try {
+                if (was === 'ready' && this.#lease?.fence !== null) await this.#withTimeout(this.#lease?.release() ?? Promise.resolve());
+              } finally {
+                this.metrics.leader.set(0);
+              }
+            },
+          },
+          { name: 'queues', close: () => Promise.all([...this.#queues.values()].map(q => q.close())) },
+          { name: 'connections', close: () => (this.#ownsConnections ? this.connections.close() : undefined) },
+        ],
+        CLOSE_GRACE_MS,
+        { logger: this.#logger, owner: 'the beat' },
+      );
       this.#state = 'closed';
       this.#logger.info('beat stopped');
     })();

@@ -1,6 +1,7 @@
 import type { Registry } from 'prom-client';
-import { resolveConnectionOptions, type ConnectionOptions, type ResolvedConnectionOptions } from './config.js';
+import { isResolvedConnectionOptions, resolveConnectionOptions, type ConnectionOptions, type ResolvedConnectionOptions } from './config.js';
 import { ConnectionSlots } from './connection-pool.js';
+import { closeInOrder, type CloseContext, type LifecycleState } from './lifecycle.js';
 import { createSilentLogger, type Logger } from './logger.js';
 import { ConnectionMetrics, createMetricsRegistry } from './metrics.js';
 import { RedisService, type ConnectionHealth, type ProcessRole } from './redis-service.js';
@@ -17,7 +18,7 @@ export interface CreateConnectionsOptions {
   logger?: Logger;
   /** @defaultValue a new registry */
   registry?: Registry;
-  /** How long `close()` lets QUIT finish before cutting sockets. @defaultValue `2000` */
+  /** How long `close()` lets QUIT finish, for every connection of both services together, before cutting sockets. @defaultValue `2000` */
   closeGraceMs?: number;
   /** The environment unresolved `options` are layered over. @defaultValue `process.env` */
   env?: Record<string, string | undefined>;
@@ -29,11 +30,8 @@ export interface HealthReport {
   backend: ConnectionHealth;
 }
 
-export type ConnectionsState = 'idle' | 'connecting' | 'ready' | 'closing' | 'closed';
-
-function isResolved(options: ConnectionOptions | ResolvedConnectionOptions | undefined): options is ResolvedConnectionOptions {
-  return options !== undefined && 'warnings' in options && Array.isArray((options as ResolvedConnectionOptions).warnings);
-}
+/** `idle` → `starting` (connecting) → `ready` → `closing` → `closed`. */
+export type ConnectionsState = Extract<LifecycleState, 'idle' | 'starting' | 'ready' | 'closing' | 'closed'>;
 
 /**
  * Every Redis connection a taskline process opens, to the broker and to the result backend,
@@ -54,7 +52,7 @@ export class TasklineConnections {
   readonly #closeGraceMs: number;
 
   constructor(init: CreateConnectionsOptions = {}) {
-    this.options = isResolved(init.options) ? init.options : resolveConnectionOptions(init.options, init.env);
+    this.options = isResolvedConnectionOptions(init.options) ? init.options : resolveConnectionOptions(init.options, init.env);
     this.role = init.role ?? 'producer';
     this.logger = init.logger ?? createSilentLogger();
     this.registry = init.registry ?? createMetricsRegistry();
@@ -97,7 +95,7 @@ export class TasklineConnections {
    * ConnectionError naming the cause and the fix; errors that retrying cannot fix reject at once.
    */
   async connect(): Promise<void> {
-    this.#state = 'connecting';
+    this.#state = 'starting';
     await Promise.all([this.broker.connect(), this.backend.connect()]);
     this.#state = 'ready';
     this.#startHealthChecks();
@@ -132,25 +130,25 @@ export class TasklineConnections {
 
   /**
    * Stops the health checks, then closes the broker's connections and then the result
-   * backend's (results written during the drain land before their connection goes).
-   * Safe to call twice: the second call returns the first call's promise.
+   * backend's (results written during the drain land before their connection goes), all within
+   * one `closeGraceMs`. Safe to call twice: the second call returns the first call's promise.
    */
   close(): Promise<void> {
     this.#closePromise ??= (async () => {
       this.#state = 'closing';
       if (this.#healthTimer) clearInterval(this.#healthTimer);
       this.#healthTimer = null;
-      const steps: Array<() => Promise<void>> = [
-        () => this.broker.close(this.#closeGraceMs),
-        () => this.backend.close(this.#closeGraceMs),
-      ];
-      for (const step of steps) {
-        try {
-          await step();
-        } catch (err) {
-          this.logger.warn('a connection failed to close cleanly', { error: err });
-        }
-      }
+      // Each service cuts its sockets when its share of the grace is up; the slack lets it finish.
+      const slackMs = 100;
+      const quitWithin = (ctx: CloseContext): number => Math.max(0, ctx.remainingMs() - slackMs);
+      await closeInOrder(
+        [
+          { name: 'the broker connections', close: ctx => this.broker.close(quitWithin(ctx)) },
+          { name: 'the result backend connections', close: ctx => this.backend.close(quitWithin(ctx)) },
+        ],
+        this.#closeGraceMs + slackMs,
+        { logger: this.logger, owner: 'the connections' },
+      );
       this.#state = 'closed';
     })();
     return this.#closePromise;

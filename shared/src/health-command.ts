@@ -37,15 +37,18 @@ export function connectionOptionsFromFlags(argv: { 'redis-url'?: string | undefi
   return options;
 }
 
+type Env = Record<string, string | undefined>;
+
 /** Checks both connections once, prints a line each; exit code 0 only when both are healthy. */
-export async function runHealthCheck(options: ConnectionOptions, out: (line: string) => void = console.log): Promise<number> {
+export async function runHealthCheck(options: ConnectionOptions, out: (line: string) => void = console.log, env: Env = process.env): Promise<number> {
   let connections;
   try {
     connections = createConnections({
       options: { ...options, healthCheckIntervalMs: 0 },
+      env,
       role: 'cli',
       component: 'health',
-      logger: createLogger({ component: 'health', level: process.env['LOG_LEVEL'] ?? 'error' }),
+      logger: createLogger({ component: 'health', level: env['LOG_LEVEL'] ?? 'error', env }),
     });
   } catch (err) {
     out(`FAIL configuration: ${err instanceof Error ? err.message : String(err)}`);
@@ -65,14 +68,14 @@ export async function runHealthCheck(options: ConnectionOptions, out: (line: str
   }
 }
 
-/** `health`: mounted by every taskline bin. */
-export function healthCommand(): CommandModule<object, { 'redis-url'?: string; 'result-redis-url'?: string }> {
+/** `health`: mounted by every taskline bin, reading its settings from `env`. */
+export function healthCommand(env: Env = process.env): CommandModule<object, { 'redis-url'?: string; 'result-redis-url'?: string }> {
   return {
     command: 'health',
     describe: 'Check the broker and result-backend connections (TLS version, cipher, certificate days left, latency)',
     builder: yargs => withConnectionFlags(yargs),
     handler: async argv => {
-      process.exitCode = await runHealthCheck(connectionOptionsFromFlags(argv));
+      process.exitCode = await runHealthCheck(connectionOptionsFromFlags(argv), console.log, env);
     },
   };
 }

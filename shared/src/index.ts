@@ -10,6 +10,8 @@ export { DEFAULT_TLS_CIPHERS, checkCipherList, parseTlsVersion } from './tls-pol
 export type { TlsVersion } from './tls-policy.js';
 export { isProduction } from './environment.js';
 export { isJobId } from './job-id.js';
+export { TimeoutError } from './lifecycle.js';
+export type { LifecycleState } from './lifecycle.js';
 export { createConnections, TasklineConnections } from './connections.js';
 export type { CreateConnectionsOptions, HealthReport, ConnectionsState } from './connections.js';
 export type { ConnectionHealth, Lease, ProcessRole } from './redis-service.js';
@@ -29,6 +31,8 @@ export type { ServiceRole, ErrorKind } from './errors.js';
 export { toConnectionError, isFatalConnectionError, scrubSecrets, envPrefix } from './error-mapping.js';
 export type { ConnectionTarget } from './error-mapping.js';
 export { backoffDelay, sleep } from './retry-policy.js';
+export { DEFAULT_BACKOFF, TASKLINE_BACKOFF_TYPE, encodeBackoff, encodedBackoffDelay, resolveBackoff } from './job-backoff.js';
+export type { Backoff, EncodedBackoff, ResolvedBackoff } from './job-backoff.js';
 export type { BackoffSettings } from './retry-policy.js';
 export { Secret } from './secret.js';
 export { createLogger, createSilentLogger } from './logger.js';
@@ -67,16 +71,16 @@ export { BEAT_LEASE_SCRIPTS, LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE
 export {
   isTerminalState,
   TERMINAL_STATES,
-  resolvePrefix,
   DEFAULT_QUEUE,
-  assertQueueName,
-  assertTaskName,
+  resolveResultExpiresSeconds,
   toJobErrorInfo,
   jobMeta,
   withJobMeta,
   JOB_META_KEY,
 } from './job-contract.js';
 export type { JobState, JobResultRecord, JobErrorInfo, TasklineJobMeta } from './job-contract.js';
+export { resolvePrefix, assertQueueName, assertTaskName, isQueueName, isTaskName, InvalidNameError, NAME_RULES } from './names.js';
+export type { NameRule } from './names.js';
 export { CommandBatcher } from './command-batcher.js';
 export { QueueRegistry, queueRegistryKey } from './queue-registry.js';
 export { createRoutes, resolveRoutes } from './routes.js';

@@ -1,3 +1,5 @@
+import { parseIntegerSetting } from './env-parsing.js';
+
 /**
  * What producer, worker and beat agree on: how a job looks on the broker and how its result
  * looks in the result backend. BullMQ job name = task name; BullMQ job data = the task payload.
@@ -58,33 +60,17 @@ export interface JobResultRecord {
   timeoutMs?: number | null;
 }
 
-/** BullMQ key prefix shared by every taskline process. @defaultValue `taskline` (env `TASKLINE_PREFIX`) */
-export function resolvePrefix(env: Record<string, string | undefined> = process.env): string {
-  const prefix = env['TASKLINE_PREFIX'] ?? 'taskline';
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(prefix)) {
-    throw new Error(`TASKLINE_PREFIX must be 1-64 letters, digits, "_", "." or "-", got "${prefix}"; fix or unset it.`);
-  }
-  return prefix;
-}
-
 /** The queue a task goes to when neither the task nor the caller names one. */
 export const DEFAULT_QUEUE = 'default';
 
-const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,128}$/;
-const TASK_NAME = /^[A-Za-z0-9_.:-]{1,200}$/;
-
-export function assertQueueName(queue: string): string {
-  if (!QUEUE_NAME.test(queue)) {
-    throw new Error(`Queue name "${queue}" is invalid; use 1-128 letters, digits, "_", "." or "-".`);
-  }
-  return queue;
-}
-
-export function assertTaskName(task: string): string {
-  if (typeof task !== 'string' || !TASK_NAME.test(task)) {
-    throw new Error(`Task name ${JSON.stringify(task)} is invalid; use 1-200 letters, digits, "_", ".", ":" or "-".`);
-  }
-  return task;
+/**
+ * Seconds a job's record lives after its last write (and so how long an idempotency key answers
+ * with its first job): `option`, else `RESULT_EXPIRES`, else one day. Every process resolves it
+ * here; the result backend is given the result. @defaultValue `86400`
+ */
+export function resolveResultExpiresSeconds(env: Record<string, string | undefined> = process.env, option?: number): number {
+  const range = { min: 1, max: 31_536_000 };
+  return parseIntegerSetting('resultExpiresSeconds', option, range) ?? parseIntegerSetting('RESULT_EXPIRES', env['RESULT_EXPIRES'], range) ?? 86_400;
 }
 
 /**

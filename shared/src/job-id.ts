@@ -1,3 +1,5 @@
+import { NAME_RULES } from './names.js';
+
 /**
  * The shapes a taskline job id takes. An id a caller hands in (HTTP path, CLI argument) is
  * checked against them before it reaches Redis: BullMQ keeps a job at `<prefix>:<queue>:<id>`,
@@ -8,7 +10,7 @@ const JOB_ID_SHAPES: readonly RegExp[] = [
   // every enqueue (crypto.randomUUID; a keyed one is deduplicated by the broker onto its first job's id)
   /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
   // a beat tick: BullMQ job scheduler "beat:<schedule id>" at <due time in ms>
-  /^repeat:beat:[A-Za-z0-9_.-]{1,100}:\d{1,16}$/,
+  new RegExp(`^repeat:beat:${NAME_RULES.scheduleId.source}:\\d{1,16}$`),
   // BullMQ's own counter ids
   /^\d{1,16}$/,
 ];

@@ -1,4 +1,5 @@
 import winston from 'winston';
+import { ConfigError } from './errors.js';
 import { scrubSecrets } from './error-mapping.js';
 import { Secret } from './secret.js';
 
@@ -15,6 +16,8 @@ export interface LoggerOptions {
   stream?: NodeJS.WritableStream;
   /** Literal values (passwords, tokens) to blank out wherever they appear. */
   secrets?: string[];
+  /** Where `LOG_LEVEL` and `LOG_FORMAT` are read. @defaultValue `process.env` */
+  env?: Record<string, string | undefined>;
 }
 
 const SECRET_KEY = /pass(word)?|secret|token|authorization|api[-_]?key|credential/i;
@@ -52,12 +55,13 @@ const redact = winston.format((info, opts: unknown) => {
  * with secrets redacted. Extra fields (`jobId`, `task`, `queue`) go on the line as given.
  */
 export function createLogger(options: LoggerOptions): Logger {
-  const level = options.level ?? process.env['LOG_LEVEL'] ?? 'info';
+  const env = options.env ?? process.env;
+  const level = options.level ?? env['LOG_LEVEL'] ?? 'info';
   if (!LEVELS.has(level)) {
-    throw new Error(`LOG_LEVEL must be one of ${[...LEVELS].join(', ')}, got "${level}"; fix or unset it.`);
+    throw new ConfigError('CONFIG_INVALID_LOG_LEVEL', 'LOG_LEVEL', `LOG_LEVEL must be one of ${[...LEVELS].join(', ')}, got "${level}"; fix or unset it.`);
   }
   const stream = options.stream ?? process.stderr;
-  const envFormat = process.env['LOG_FORMAT'];
+  const envFormat = env['LOG_FORMAT'];
   const isTty = (stream as { isTTY?: boolean }).isTTY === true;
   const format = options.format ?? (envFormat === 'json' || envFormat === 'pretty' ? envFormat : isTty ? 'pretty' : 'json');
   const pretty = winston.format.printf(info => {

@@ -1,22 +1,18 @@
-import { connect as netConnect } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ResolvedConnectionOptions, ResolvedEndpoint } from './config.js';
 import { ClosedError, ConnectionError, SERVICE_LABEL, type ServiceRole } from './errors.js';
 import { errorKind, isFatalConnectionError, toConnectionError, type ConnectionTarget } from './error-mapping.js';
+import { explainStartFailure, probePlaintextLater } from './connection-diagnostics.js';
+import { checkConnectionHealth, describeTls, type ConnectionHealth } from './connection-health.js';
 import type { ConnectionSlots } from './connection-pool.js';
 import type { ConnectionMetrics } from './metrics.js';
 import type { Logger } from './logger.js';
 import { backoffDelay } from './retry-policy.js';
-import { SafeConnector } from './safe-connector.js';
 import { ScriptPolicy } from './script-policy.js';
+import { clientOptions, newClientState, quitWithin, trackClient, type ClientState, type ProcessRole, type Purpose } from './redis-client.js';
 import { TlsContextProvider } from './tls-context.js';
 
-/** How a process uses Redis: decides whether commands wait through outages or fail fast. */
-export type ProcessRole = 'producer' | 'worker' | 'scheduler' | 'cli';
-
-/** What a connection is for; shown in `CLIENT LIST` as part of its name. */
-type Purpose = 'shared' | 'dedicated' | 'bullmq';
+export type { ConnectionHealth, ProcessRole };
 
 /** A dedicated connection lent for blocking commands; give it back with `release()`. */
 export interface Lease {
@@ -25,39 +21,7 @@ export interface Lease {
   release(): void;
 }
 
-/** What `checkHealth()` reports for one Redis service. */
-export interface ConnectionHealth {
-  service: ServiceRole;
-  label: string;
-  host: string;
-  port: number;
-  ok: boolean;
-  latencyMs: number | null;
-  tls: {
-    protocol: string | null;
-    cipher: string | null;
-    peerCertificateExpires: string | null;
-    peerCertificateDaysLeft: number | null;
-  } | null;
-  /** The one-sentence cause and fix, when not ok. */
-  error: string | null;
-  code: string | null;
-}
-
 const IDLE_CLOSE_MS = 30_000;
-const PLAINTEXT_PROBE_AFTER_MS = 1000;
-const DAY_MS = 86_400_000;
-
-interface ClientState {
-  established: boolean;
-  /** Lost its connection after having been ready. */
-  interrupted: boolean;
-  /** disconnect() or quit() was called: never hand it out again (its status lags). */
-  closing: boolean;
-  holdsSlot: boolean;
-  lastError: unknown;
-  connectingAt: number;
-}
 
 /**
  * All connections of one process to one Redis service (the broker or the result backend):
@@ -163,6 +127,10 @@ export class RedisService {
     this.#slots.setIdle(this.#idle.length);
     if (!client) {
       await this.#slots.take();
+      if (this.#closing) {
+        this.#slots.give();
+        throw new ClosedError(`The ${SERVICE_LABEL[this.service]} connections`);
+      }
       client = this.#create('dedicated', { maxRetriesPerRequest: null }, true);
       try {
         await this.#waitReady(client);
@@ -218,35 +186,10 @@ export class RedisService {
     );
   }
 
-  #options(purpose: Purpose, extra: Partial<RedisOptions>): RedisOptions {
-    const e = this.endpoint;
-    const s = this.#settings;
-    const waitsThroughOutages = this.#role === 'worker' || this.#role === 'scheduler';
-    return {
-      host: e.host,
-      port: e.port,
-      db: e.db,
-      ...(e.username ? { username: e.username } : {}),
-      ...(e.password ? { password: e.password.reveal() } : {}),
-      ...(this.#tls ? { tls: this.#tls.ioredisOptions() } : {}),
-      connectionName: `taskline:${this.#component}:${this.service}:${purpose}`,
-      connectTimeout: s.connectTimeoutMs,
-      ...(s.commandTimeoutMs > 0 && purpose === 'shared' && !waitsThroughOutages ? { commandTimeout: s.commandTimeoutMs } : {}),
-      // Producers fail fast after `retries` reconnect attempts; workers and the beat wait for the
-      // broker. Result-backend commands always fail fast: the result writer's own retry loop
-      // and its deadline (RESULT_WRITE_DEADLINE_MS) decide, rather than a queue without end.
-      maxRetriesPerRequest: waitsThroughOutages && this.service === 'broker' ? null : s.retries,
-      enableReadyCheck: true,
-      Connector: SafeConnector,
-      lazyConnect: true,
-      ...extra,
-    };
-  }
-
   /** Makes one counted connection. The caller has taken its slot. */
   #create(purpose: Purpose, extra: Partial<RedisOptions>, holdsSlot: boolean): Redis {
-    const state: ClientState = { established: false, interrupted: false, closing: false, holdsSlot, lastError: undefined, connectingAt: 0 };
-    const options = this.#options(purpose, extra);
+    const state = newClientState(holdsSlot);
+    const options = clientOptions({ endpoint: this.endpoint, settings: this.#settings, role: this.#role, component: this.#component, tls: this.#tls }, purpose, extra);
     options.retryStrategy = (times: number) => {
       if (this.#closing) return null;
       if (isFatalConnectionError(state.lastError)) return null;
@@ -258,31 +201,7 @@ export class RedisService {
     this.#scripts.attach(client);
     this.#states.set(client, state);
     this.#clients.add(client);
-    // BullMQ duplicates this connection for its blocking reads: count those too. Configurable and
-    // writable, because BullMQ wraps the client in a Proxy, which must be free to return its own value.
-    Object.defineProperty(client, 'duplicate', {
-      configurable: true,
-      writable: true,
-      value: (override?: Partial<RedisOptions>) => this.#duplicate(override),
-    });
-    const disconnect = client.disconnect.bind(client);
-    Object.defineProperty(client, 'disconnect', {
-      configurable: true,
-      writable: true,
-      value: (reconnect?: boolean) => {
-        if (!reconnect) state.closing = true;
-        return disconnect(reconnect);
-      },
-    });
-    const quit = client.quit.bind(client);
-    Object.defineProperty(client, 'quit', {
-      configurable: true,
-      writable: true,
-      value: (...args: Parameters<Redis['quit']>) => {
-        state.closing = true;
-        return quit(...args);
-      },
-    });
+    trackClient(client, state, override => this.#duplicate(override));
     client.on('connecting', () => {
       state.closing = false;
       state.connectingAt = performance.now();
@@ -372,114 +291,33 @@ export class RedisService {
       client.on('error', onError);
     });
     if (client.status === 'wait') client.connect().catch(() => undefined);
-    // A plaintext Redis never answers a TLS hello (it waits for a newline): ask it in plaintext.
-    const probe = this.#tls ? setTimeout(() => this.#probePlaintext(client), PLAINTEXT_PROBE_AFTER_MS) : null;
+    const cancelProbe = this.#tls
+      ? probePlaintextLater(client, this.target, err => {
+          if (state) state.lastError = err;
+        })
+      : null;
     try {
       await outcome;
     } catch (err) {
-      throw await this.#explain(err);
+      throw await explainStartFailure(err, this.target, this.#tls);
     } finally {
-      if (probe) clearTimeout(probe);
+      cancelProbe?.();
     }
-  }
-
-  #probePlaintext(client: Redis): void {
-    if (client.status === 'ready' || client.status === 'end') return;
-    speaksPlaintextRedis(this.target.host, this.target.port).then(plaintext => {
-      if (!plaintext || client.status === 'ready') return;
-      const state = this.#states.get(client);
-      const err = Object.assign(new Error('plaintext server'), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' });
-      if (state) state.lastError = err;
-      client.emit('error', err);
-    }, () => undefined);
-  }
-
-  /** Maps a start-up failure; a plaintext client that was hung up on is checked for a TLS server. */
-  async #explain(err: unknown): Promise<ConnectionError> {
-    if (err !== undefined && isFatalConnectionError(err)) return toConnectionError(err, this.target);
-    if (this.#tls) {
-      // A TLS 1.3 server that wants a client certificate says so after the handshake; a client
-      // that already wrote may see only a reset. A quiet, verified handshake hears the alert.
-      const alert = this.#tls.settings.certFile === null ? await this.#quietTlsError() : undefined;
-      return toConnectionError(alert !== undefined && isFatalConnectionError(alert) ? alert : (err ?? new Error('Connection is closed.')), this.target);
-    }
-    if (!this.#tls && (await this.#speaksTls())) {
-      return toConnectionError(Object.assign(new Error('TLS server'), { code: 'PLAINTEXT_TO_TLS_SERVER' }), this.target);
-    }
-    return toConnectionError(err ?? new Error('Connection is closed.'), this.target);
-  }
-
-  /** A verified TLS connection that sends nothing: the error the server answers it with, if any. */
-  #quietTlsError(): Promise<unknown> {
-    return new Promise(resolve => {
-      const socket = tlsConnect({ host: this.target.host, port: this.target.port, ...this.#tls?.ioredisOptions() });
-      const finish = (result: unknown): void => {
-        clearTimeout(timer);
-        socket.destroy();
-        resolve(result);
-      };
-      const timer = setTimeout(() => finish(undefined), 1000);
-      socket.on('error', (error: unknown) => finish(error));
-      socket.once('close', () => finish(undefined));
-    });
-  }
-
-  /**
-   * Diagnostic only: does the server complete a TLS handshake? No data is sent and the socket
-   * is closed at once, so skipping verification here cannot leak or accept anything.
-   */
-  #speaksTls(): Promise<boolean> {
-    return new Promise(resolve => {
-      const socket = tlsConnect({ host: this.target.host, port: this.target.port, rejectUnauthorized: false, timeout: 2000 });
-      const finish = (result: boolean): void => {
-        socket.destroy();
-        resolve(result);
-      };
-      socket.once('secureConnect', () => finish(true));
-      socket.on('error', () => finish(false));
-      socket.once('timeout', () => finish(false));
-    });
   }
 
   /** PINGs over the multiplexed connection and describes the TLS session. */
   async checkHealth(): Promise<ConnectionHealth> {
-    const report: ConnectionHealth = {
-      service: this.service,
-      label: SERVICE_LABEL[this.service],
-      host: this.target.host,
-      port: this.target.port,
-      ok: false,
-      latencyMs: null,
-      tls: null,
-      error: null,
-      code: null,
-    };
-    try {
-      const client = this.client();
-      // A connection that was up and is lost: the next reconnect attempt decides (its error, or
-      // the last one while waiting to retry), so a readiness probe gets its 503 at once instead
-      // of timing out while we wait up to 2 × the connect timeout.
-      const state = this.#states.get(client);
-      if (state?.interrupted && client.status === 'reconnecting' && state.lastError !== undefined) throw state.lastError;
-      const ready = state?.interrupted ? readyOrError(client) : this.#waitReady(client);
-      await withTimeout(ready, this.#settings.connectTimeoutMs * 2, 'connect');
-      const started = performance.now();
-      // A server that just died may not have been noticed yet: its close ends the PING at once.
-      const loss = connectionLoss(client);
-      try {
-        await withTimeout(Promise.race([client.ping(), loss.lost]), this.#settings.connectTimeoutMs, 'PING');
-      } finally {
-        loss.cancel();
-      }
-      report.latencyMs = Math.round((performance.now() - started) * 100) / 100;
-      report.ok = true;
-      report.tls = this.#tls ? describeTls(client) : null;
-      this.#metrics.pingLatency.set({ service: this.service }, report.latencyMs / 1000);
-    } catch (err) {
-      const mapped = toConnectionError(err, this.target);
-      report.error = mapped.message;
-      report.code = mapped.code;
-    }
+    const report = await checkConnectionHealth({
+      target: this.target,
+      client: () => this.client(),
+      waitReady: client => this.#waitReady(client),
+      interruption: client => {
+        const state = this.#states.get(client);
+        return { interrupted: state?.interrupted === true, lastError: state?.lastError };
+      },
+      connectTimeoutMs: this.#settings.connectTimeoutMs,
+    });
+    if (report.latencyMs !== null) this.#metrics.pingLatency.set({ service: this.service }, report.latencyMs / 1000);
     this.#metrics.up.set({ service: this.service }, report.ok ? 1 : 0);
     return report;
   }
@@ -499,114 +337,22 @@ export class RedisService {
   }
 
   /**
-   * Closes every connection of this service: pooled idle ones, leased ones, BullMQ's duplicates
-   * and the multiplexed one last. QUIT is given `graceMs`, then the sockets are cut.
+   * Closes every connection of this service (pooled, leased, BullMQ's duplicates and the
+   * multiplexed one) at once: each is sent QUIT and cut when `graceMs` runs out. Callers still
+   * waiting for a connection are released with a ClosedError.
    */
   async close(graceMs: number): Promise<void> {
     this.#closing = true;
     for (const { timer } of this.#idle.splice(0)) clearTimeout(timer);
     this.#slots.setIdle(0);
-    const clients = [...this.#clients].filter(c => c !== this.#shared);
-    if (this.#shared) clients.push(this.#shared);
-    for (const client of clients) {
-      await quitWithin(client, graceMs);
-      this.#clients.delete(client);
-    }
+    this.#slots.close();
+    const clients = [...this.#clients];
+    await Promise.all(clients.map(client => quitWithin(client, graceMs)));
+    for (const client of clients) this.#clients.delete(client);
     this.#shared = null;
     while (this.#reserved > 0) {
       this.#reserved -= 1;
       this.#slots.give();
     }
   }
-}
-
-function describeTls(client: Redis): NonNullable<ConnectionHealth['tls']> {
-  const socket = client.stream as unknown as TLSSocket | undefined;
-  const peer = typeof socket?.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
-  const expires = peer?.valid_to ? new Date(peer.valid_to) : null;
-  return {
-    protocol: typeof socket?.getProtocol === 'function' ? socket.getProtocol() : null,
-    cipher: typeof socket?.getCipher === 'function' ? socket.getCipher().name : null,
-    peerCertificateExpires: expires ? expires.toISOString() : null,
-    peerCertificateDaysLeft: expires ? Math.floor((expires.getTime() - Date.now()) / DAY_MS) : null,
-  };
-}
-
-async function quitWithin(client: Redis, graceMs: number): Promise<void> {
-  if (client.status === 'end') return;
-  if (client.status !== 'ready') {
-    client.disconnect();
-    return;
-  }
-  const ended = new Promise<void>(resolve => client.once('end', () => resolve()));
-  client.quit().catch(() => client.disconnect());
-  const timer = setTimeout(() => client.disconnect(), graceMs);
-  await ended;
-  clearTimeout(timer);
-}
-
-/** Diagnostic only: does a plaintext PING get a RESP answer (+PONG, -NOAUTH...)? */
-function speaksPlaintextRedis(host: string, port: number): Promise<boolean> {
-  return new Promise(resolve => {
-    const socket = netConnect({ host, port });
-    const finish = (result: boolean): void => {
-      socket.destroy();
-      resolve(result);
-    };
-    socket.setTimeout(1000, () => finish(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
-    socket.once('data', (chunk: Buffer) => finish(chunk[0] === 0x2b || chunk[0] === 0x2d));
-    socket.on('error', () => finish(false));
-  });
-}
-
-/** Rejects when the client reports an error or loses its connection; `cancel` removes the listeners. */
-function connectionLoss(client: Redis): { lost: Promise<never>; cancel: () => void } {
-  let cancel = (): void => undefined;
-  const lost = new Promise<never>((_, reject) => {
-    const onError = (err: unknown): void => {
-      cancel();
-      reject(err);
-    };
-    const onClose = (): void => {
-      cancel();
-      reject(Object.assign(new Error('the connection was lost'), { code: 'ECONNRESET' }));
-    };
-    client.once('error', onError);
-    client.once('close', onClose);
-    cancel = () => {
-      client.off('error', onError);
-      client.off('close', onClose);
-    };
-  });
-  lost.catch(() => undefined);
-  return { lost, cancel };
-}
-
-/** Resolves when the client is ready; rejects on its next error or end. */
-function readyOrError(client: Redis): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const settle = (err?: unknown): void => {
-      client.off('ready', onReady);
-      client.off('error', onError);
-      client.off('end', onEnd);
-      if (err === undefined) resolve();
-      else reject(err);
-    };
-    const onReady = (): void => settle();
-    const onError = (err: unknown): void => settle(err);
-    const onEnd = (): void => settle(new Error('the connection was closed'));
-    client.once('ready', onReady);
-    client.once('error', onError);
-    client.once('end', onEnd);
-  });
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`${what} timed out after ${ms} ms`), { code: 'ETIMEDOUT' })), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -8,7 +8,6 @@ import { createSilentLogger, type Logger } from './logger.js';
 import type { RedisService } from './redis-service.js';
 import { REVOKE_SCRIPT, TRANSITION_SCRIPT, runScript } from './record-scripts.js';
 import { backoffDelay, sleep } from './retry-policy.js';
-import { parseIntegerSetting } from './env-parsing.js';
 import { JobEvents, ResultTimeoutError, type JobEvent } from './job-events.js';
 
 export { ResultTimeoutError };
@@ -30,8 +29,8 @@ export interface ResultBackendOptions {
   service: RedisService;
   /** Key prefix. @defaultValue `taskline` */
   prefix?: string;
-  /** Seconds a record lives after its last write. @defaultValue `RESULT_EXPIRES` or 86400 */
-  expiresSeconds?: number;
+  /** Seconds a record lives after its last write, as the process resolved it (`resolveResultExpiresSeconds`). */
+  expiresSeconds: number;
   /** How long a write keeps retrying through an outage before giving up. @defaultValue `30000` */
   writeDeadlineMs?: number;
   /** Re-reads pending waits this often, in case a notification was lost in a reconnect. @defaultValue `5000` */
@@ -84,8 +83,7 @@ export class ResultBackend {
     this.#service = options.service;
     this.prefix = options.prefix ?? 'taskline';
     this.keys = recordKeys(this.prefix);
-    this.expiresSeconds =
-      options.expiresSeconds ?? parseIntegerSetting('RESULT_EXPIRES', process.env['RESULT_EXPIRES'], { min: 1, max: 31_536_000 }) ?? 86_400;
+    this.expiresSeconds = options.expiresSeconds;
     this.#writeDeadlineMs = options.writeDeadlineMs ?? 30_000;
     this.#logger = options.logger ?? createSilentLogger();
     this.#events = new JobEvents({

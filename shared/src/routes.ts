@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError } from './errors.js';
-import { assertQueueName } from './job-contract.js';
+import { assertQueueName } from './names.js';
 
 /**
  * Task routing shared by every process (Celery's `task_routes`): which queue a task goes to when
@@ -45,7 +45,7 @@ export function createRoutes(table: RouteTable = {}): Routes {
     try {
       assertQueueName(queue);
     } catch (err) {
-      throw invalid(`TASKLINE_ROUTES sends "${task}" to an invalid queue: ${(err as Error).message}`);
+      throw invalid(`TASKLINE_ROUTES sends "${task}" to an invalid queue: ${(err as Error).message}`, err);
     }
     if (task.includes('*')) globs.push({ pattern: globToRegExp(task), queue });
     else exact.set(task, queue);

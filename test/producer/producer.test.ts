@@ -185,7 +185,7 @@ describe('producer library (TLS broker + TLS result backend)', function () {
     // A worker's writes, done here directly through the result backend's state machine.
     const c = createConnections({ options: resolveConnectionOptions({}, fx.env), role: 'worker' });
     try {
-      const backend = new ResultBackend({ service: c.backend, prefix: fx.prefix });
+      const backend = new ResultBackend({ service: c.backend, prefix: fx.prefix, expiresSeconds: 86_400 });
       const now = Date.now();
       const base = { task: 'add', queue: 'default', attempt: 1, attempts: 1, enqueuedAt: now, startedAt: now, finishedAt: null, updatedAt: now };
       setTimeout(() => {

@@ -29,7 +29,7 @@ describe('the job record state machine (result backend over TLS)', function () {
   beforeEach(async function () {
     connections = createConnections({ options: resolveConnectionOptions({ healthCheckIntervalMs: 0 }, envFor(redis)), role: 'worker' });
     await connections.connect();
-    backend = new ResultBackend({ service: connections.backend, prefix: `sm${randomBytes(3).toString('hex')}`, writeDeadlineMs: 1500 });
+    backend = new ResultBackend({ service: connections.backend, prefix: `sm${randomBytes(3).toString('hex')}`, expiresSeconds: 86_400, writeDeadlineMs: 1500 });
   });
   afterEach(async function () {
     await backend.close();

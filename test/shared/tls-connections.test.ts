@@ -256,6 +256,33 @@ describe('connections over real TLS', function () {
     expect(metrics).to.match(/taskline_redis_pool_max\{service="broker"\} 2/);
   });
 
+  it('close() releases callers waiting for a connection (ClosedError) and quits every connection at once, within one grace', async function () {
+    const server = await start({ certs });
+    const connections = connect(envFor(server), { maxConnections: 4, acquireTimeoutMs: 30_000 });
+    await connections.connect();
+    const held = await Promise.all([connections.broker.lease(), connections.broker.lease(), connections.broker.lease()]);
+    expect(connections.broker.openConnections).to.equal(4);
+    const waiting = connections.broker.lease().then(
+      () => null,
+      (err: unknown) => err,
+    );
+    // A frozen server never answers QUIT: a sequential close would take one grace per connection.
+    server.pause();
+    const started = performance.now();
+    try {
+      await connections.close();
+    } finally {
+      server.resume();
+    }
+    const took = performance.now() - started;
+    const error = (await waiting) as Error & { code?: string };
+    expect(error?.name, String(error)).to.equal('ClosedError');
+    expect(error.code).to.equal('CLOSED');
+    expect(took, 'one grace (2 s) for every connection of both services, not one per connection').to.be.within(1900, 3500);
+    expect(connections.broker.openConnections).to.equal(0);
+    for (const lease of held) lease.release();
+  });
+
   it('survives a Redis restart, reconnecting under backoff', async function () {
     const server = await start({ certs, appendonly: true });
     const { lines, logger } = captureLogs();

@@ -1,4 +1,5 @@
-export { defineTasks, isTaskSet, DEFAULT_BACKOFF } from './tasks.js';
+export { defineTasks, isTaskSet } from './tasks.js';
+export { DEFAULT_BACKOFF } from '@taskline/shared';
 export type { TaskBackoff, TaskContext, TaskDefinition, TaskHandler, TaskRateLimit, TaskSet, ResolvedTask } from './tasks.js';
 export { createWorker, TasklineWorker } from './worker.js';
 export type { WorkerState, CloseOutcome } from './worker.js';

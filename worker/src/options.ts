@@ -1,11 +1,13 @@
 import type { Registry } from 'prom-client';
 import {
-  assertQueueName,
   ConfigError,
+  InvalidNameError,
+  isQueueName,
   createSilentLogger,
   DEFAULT_QUEUE,
   parseIntegerSetting,
   resolvePrefix,
+  resolveResultExpiresSeconds,
   resolveRoutes,
   type ConnectionOptions,
   type Logger,
@@ -59,6 +61,8 @@ export interface WorkerOptions {
   maxStalledCount?: number;
   /** How long a result write keeps retrying through a result-backend outage. @defaultValue `30000` */
   resultWriteDeadlineMs?: number;
+  /** Seconds a job's record lives after its last write. @defaultValue `RESULT_EXPIRES` or `86400` (1 day) */
+  resultExpiresSeconds?: number;
   /**
    * How long a job's STARTED write is held back; a job finishing sooner writes only its final
    * record (one write instead of two). `0` sends STARTED with the next batch of writes.
@@ -101,6 +105,7 @@ export interface ResolvedWorkerOptions {
   stalledIntervalMs: number;
   maxStalledCount: number;
   resultWriteDeadlineMs: number;
+  resultExpiresSeconds: number;
   startedDelayMs: number;
   maxResultBytes: number;
   progressIntervalMs: number;
@@ -132,11 +137,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     throw new ConfigError('WORKER_NO_QUEUES', 'queues', 'The worker was given no queues; name at least one (e.g. --queues default).');
   }
   for (const queue of queues) {
-    try {
-      assertQueueName(queue);
-    } catch (err) {
-      throw new ConfigError('WORKER_BAD_QUEUE', 'queues', (err as Error).message);
-    }
+    if (!isQueueName(queue)) throw new ConfigError('WORKER_BAD_QUEUE', 'queues', new InvalidNameError('queue', queue).message);
   }
   const isolation = options.isolation ?? env['TASKLINE_ISOLATION'] ?? 'none';
   if (isolation !== 'none' && isolation !== 'process' && isolation !== 'thread') {
@@ -165,7 +166,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     routes,
     concurrency,
     connection: options.connection ?? {},
-    prefix: options.prefix ?? resolvePrefix(env),
+    prefix: resolvePrefix(env, options.prefix),
     logger: options.logger ?? createSilentLogger(),
     registry: options.registry ?? null,
     shutdownGraceMs: option('shutdownGraceMs', 'TASKLINE_SHUTDOWN_GRACE_MS', options.shutdownGraceMs, env, { min: 0, max: 86_400_000 }, 30_000),
@@ -173,6 +174,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     stalledIntervalMs: option('stalledIntervalMs', 'TASKLINE_STALLED_INTERVAL_MS', options.stalledIntervalMs, env, { min: 100, max: 86_400_000 }, 30_000),
     maxStalledCount: option('maxStalledCount', 'TASKLINE_MAX_STALLED_COUNT', options.maxStalledCount, env, { min: 0, max: 1000 }, 3),
     resultWriteDeadlineMs: option('resultWriteDeadlineMs', 'RESULT_WRITE_DEADLINE_MS', options.resultWriteDeadlineMs, env, { min: 0, max: 3_600_000 }, 30_000),
+    resultExpiresSeconds: resolveResultExpiresSeconds(env, options.resultExpiresSeconds),
     startedDelayMs: option('startedDelayMs', 'TASKLINE_STARTED_DELAY_MS', options.startedDelayMs, env, { min: 0, max: 60_000 }, 0),
     maxResultBytes: option('maxResultBytes', 'TASKLINE_MAX_RESULT_BYTES', options.maxResultBytes, env, { min: 1, max: 512 * 1024 * 1024 }, 1024 * 1024),
     progressIntervalMs: option('progressIntervalMs', 'TASKLINE_PROGRESS_INTERVAL_MS', options.progressIntervalMs, env, { min: 0, max: 600_000 }, 250),

@@ -1,17 +1,10 @@
-import { assertQueueName, assertTaskName, ConfigError, type Logger } from '@taskline/shared';
+import { ConfigError, DEFAULT_BACKOFF, InvalidNameError, isQueueName, isTaskName, resolveBackoff, type Backoff, type Logger, type ResolvedBackoff } from '@taskline/shared';
 
 /** Where an isolated handler runs: a child process (Celery's prefork) or a worker thread. */
 export type IsolationKind = 'process' | 'thread';
 
-/** How long to wait between attempts. Exponential backoff always carries jitter. */
-export interface TaskBackoff {
-  /** `exponential`: delayMs·2^(n−1) with equal jitter, capped at maxDelayMs; `fixed`: delayMs each time. */
-  type: 'exponential' | 'fixed';
-  /** First (or every, for `fixed`) delay. */
-  delayMs: number;
-  /** Longest delay. @defaultValue `3_600_000` (1 h) */
-  maxDelayMs?: number;
-}
+/** How long to wait between attempts: the one backoff shape of every taskline API. */
+export type TaskBackoff = Backoff;
 
 /** At most `max` starts of this task per `durationMs` window, across every worker on the broker. */
 export interface TaskRateLimit {
@@ -60,7 +53,7 @@ export interface TaskDefinition<Data = unknown, Result = unknown> {
   run: TaskHandler<Data, Result>;
   /** Attempts in all, when the enqueue call gives none. @defaultValue `1` (no retry) */
   attempts?: number;
-  /** Backoff between attempts, when the enqueue call gives none. @defaultValue exponential, 1000 ms, jitter */
+  /** Backoff between attempts, when the enqueue call gives none. @defaultValue exponential from 1000 ms, capped at 1 h, half of each delay random */
   backoff?: TaskBackoff;
   /**
    * Soft time limit per attempt: `ctx.signal` aborts and the attempt fails with TimeLimitError (a
@@ -94,7 +87,7 @@ export interface ResolvedTask {
   name: string;
   run: TaskHandler;
   attempts: number;
-  backoff: Required<TaskBackoff>;
+  backoff: ResolvedBackoff;
   timeoutMs: number | null;
   hardTimeoutMs: number | null;
   /** `true`: the worker's default kind; `false`: never (even under `--isolation`); `null`: as the worker says. */
@@ -111,8 +104,6 @@ export interface TaskSet {
   readonly module?: string;
 }
 
-export const DEFAULT_BACKOFF: Required<TaskBackoff> = { type: 'exponential', delayMs: 1000, maxDelayMs: 3_600_000 };
-
 function invalid(task: string, field: string, message: string): ConfigError {
   return new ConfigError('TASK_INVALID', `${task}.${field}`, `Task "${task}": ${field} ${message}`);
 }
@@ -124,24 +115,8 @@ function positiveInt(task: string, field: string, value: unknown, max: number): 
   return value;
 }
 
-function resolveBackoff(task: string, backoff: TaskBackoff | undefined): Required<TaskBackoff> {
-  if (backoff === undefined) return DEFAULT_BACKOFF;
-  if (backoff === null || typeof backoff !== 'object') throw invalid(task, 'backoff', 'must be { type, delayMs, maxDelayMs? }.');
-  if (backoff.type !== 'exponential' && backoff.type !== 'fixed') {
-    throw invalid(task, 'backoff.type', `must be "exponential" or "fixed", got ${JSON.stringify(backoff.type)}.`);
-  }
-  const delayMs = positiveInt(task, 'backoff.delayMs', backoff.delayMs, 86_400_000);
-  const maxDelayMs = backoff.maxDelayMs === undefined ? Math.max(delayMs, DEFAULT_BACKOFF.maxDelayMs) : positiveInt(task, 'backoff.maxDelayMs', backoff.maxDelayMs, 86_400_000);
-  if (maxDelayMs < delayMs) throw invalid(task, 'backoff.maxDelayMs', `(${maxDelayMs}) is below backoff.delayMs (${delayMs}); raise it.`);
-  return { type: backoff.type, delayMs, maxDelayMs };
-}
-
 function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
-  try {
-    assertTaskName(name);
-  } catch (err) {
-    throw new ConfigError('TASK_INVALID', name, (err as Error).message);
-  }
+  if (!isTaskName(name)) throw new ConfigError('TASK_INVALID', name, new InvalidNameError('task', name).message);
   if (def === null || typeof def !== 'object' || typeof def.run !== 'function') {
     throw invalid(name, 'run', 'must be a function (data, ctx) => result.');
   }
@@ -151,11 +126,8 @@ function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
   }
   let queue: string | null = null;
   if (def.queue !== undefined) {
-    try {
-      queue = assertQueueName(def.queue);
-    } catch (err) {
-      throw invalid(name, 'queue', (err as Error).message);
-    }
+    if (!isQueueName(def.queue)) throw invalid(name, 'queue', new InvalidNameError('queue', def.queue).message);
+    queue = def.queue;
   }
   let rateLimit: TaskRateLimit | null = null;
   if (def.rateLimit !== undefined) {
@@ -177,7 +149,7 @@ function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
     name,
     run: def.run as TaskHandler,
     attempts: def.attempts === undefined ? 1 : positiveInt(name, 'attempts', def.attempts, 1000),
-    backoff: resolveBackoff(name, def.backoff),
+    backoff: def.backoff === undefined ? DEFAULT_BACKOFF : resolveBackoff(def.backoff, 'backoff', (field, problem) => invalid(name, field, problem)),
     timeoutMs,
     hardTimeoutMs,
     isolated: isolated ?? null,

@@ -3,13 +3,14 @@ import { Queue, Worker } from 'bullmq';
 import type { Registry } from 'prom-client';
 import {
   createConnections,
-  parseIntegerSetting,
   QueueRegistry,
   resolveConnectionOptions,
   ResultBackend,
+  type LifecycleState,
   type ReadinessReport,
   type TasklineConnections,
 } from '@taskline/shared';
+import { closeInOrder, withTimeout } from '@taskline/shared/internal';
 import { tasklineBackoffStrategy } from './backoff.js';
 import { JobRevokedError, WorkerShutdownError } from './errors.js';
 import type { Abortable } from './attempt-abort.js';
@@ -23,7 +24,8 @@ import { TaskRateLimiter } from './rate-limiter.js';
 import { RateLimitedLog, refusesWrites } from './write-refusal.js';
 import { cachedDepthSource, WorkerMetrics, type QueueCounts } from './worker-metrics.js';
 
-export type WorkerState = 'starting' | 'ready' | 'draining' | 'closed';
+/** `idle` → `starting` → `ready` → `draining` (in-flight jobs finish) → `closing` → `closed`. */
+export type WorkerState = Extract<LifecycleState, 'idle' | 'starting' | 'ready' | 'draining' | 'closing' | 'closed'>;
 
 /** How `close()` ended: every in-flight job finished, or the grace ran out (or a second signal came). */
 export type CloseOutcome = 'drained' | 'forced';
@@ -33,15 +35,9 @@ const KEEP_COMPLETED = { age: 3600, count: 1000 };
 const KEEP_FAILED = { age: 7 * 86_400, count: 10_000 };
 /** After forcing, how long BullMQ gets to hand jobs back before the connections are cut. */
 const FORCE_CLOSE_MS = 5000;
+/** After the drain, how long the runners, result backend, queues and connections get to close, together. */
+const CLOSE_GRACE_MS = 5000;
 const DEPTH_CACHE_MS = 2000;
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<'timeout'>(resolve => {
-    timer = setTimeout(() => resolve('timeout'), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /**
  * Runs tasks from one or more queues: one BullMQ Worker per queue on the broker, results in
@@ -58,7 +54,7 @@ export class TasklineWorker {
   #queues: Map<string, Queue> | null = null;
   #results: ResultBackend | null = null;
   #cleanups: Array<() => unknown> = [];
-  #state: WorkerState = 'starting';
+  #state: WorkerState = 'idle';
   #startPromise: Promise<void> | null = null;
   #closePromise: Promise<CloseOutcome> | null = null;
   #forceRequested = false;
@@ -101,14 +97,14 @@ export class TasklineWorker {
 
   async #start(): Promise<void> {
     const o = this.options;
+    this.#state = 'starting';
     await this.connections.connect();
-    const expiresSeconds = parseIntegerSetting('RESULT_EXPIRES', o.env['RESULT_EXPIRES'], { min: 1, max: 31_536_000 });
     const results = new ResultBackend({
       service: this.connections.backend,
       prefix: o.prefix,
+      expiresSeconds: o.resultExpiresSeconds,
       writeDeadlineMs: o.resultWriteDeadlineMs,
       logger: o.logger,
-      ...(expiresSeconds === undefined ? {} : { expiresSeconds }),
     });
     this.#results = results;
     const revoked = new RevokedJobs(results, o.logger);
@@ -245,8 +241,8 @@ export class TasklineWorker {
     const queues = await Promise.all(
       [...this.#workers].map(async ([queue, worker]) => {
         const blocking = worker.getBackend().blockingClient;
-        const client = blocking ? await withTimeout(blocking, 1000) : 'timeout';
-        const status = client === 'timeout' ? 'unknown' : client.status;
+        const client = blocking ? await withTimeout(blocking, 1000, 'the blocking connection').catch(() => null) : null;
+        const status = client?.status ?? 'unknown';
         return { queue, running: worker.isRunning(), blockingConnection: status };
       }),
     );
@@ -254,7 +250,7 @@ export class TasklineWorker {
     // A server out of memory answers PING but refuses every write: no job can start or finish.
     const full = await Promise.all(
       (['broker', 'backend'] as const).map(async service =>
-        health[service].ok && (await withTimeout(refusesWrites(this.connections[service].client()), 1000).catch(() => false)) === true ? service : null,
+        health[service].ok && (await withTimeout(refusesWrites(this.connections[service].client()), 1000, 'the write check').catch(() => false)) ? service : null,
       ),
     );
     const refusing = full.filter((s): s is 'broker' | 'backend' => s !== null);
@@ -296,24 +292,29 @@ export class TasklineWorker {
     if (outcome === 'forced') {
       o.logger.warn('Shutdown forced; aborting in-flight jobs', { inFlight: this.#running.size });
       for (const controller of this.#running.values()) controller.abort(new WorkerShutdownError());
-      if ((await withTimeout(drained, FORCE_CLOSE_MS)) === 'timeout') o.logger.warn('BullMQ did not close in time; cutting the connections');
+      await withTimeout(drained, FORCE_CLOSE_MS, 'BullMQ close').catch(() => o.logger.warn('BullMQ did not close in time; cutting the connections'));
     }
-    const steps: Array<[string, () => unknown]> = [
-      ['isolated runners', () => {
-        for (const pool of this.#pools.values()) pool.close();
-      }],
-      ...this.#cleanups.map((fn, i) => [`cleanup ${i}`, fn] as [string, () => unknown]),
-      ['result backend', () => this.#results?.close()],
-      ...[...(this.#queues?.values() ?? [])].map(q => ['metrics queue', () => withTimeout(q.close(), 2000)] as [string, () => unknown]),
-      ['connections', () => this.connections.close()],
-    ];
-    for (const [name, step] of steps) {
-      try {
-        await step();
-      } catch (err) {
-        o.logger.warn(`Closing the ${name} failed`, { error: err });
-      }
-    }
+    this.#state = 'closing';
+    await closeInOrder(
+      [
+        [
+          {
+            name: 'isolated runners',
+            close: () => {
+              for (const pool of this.#pools.values()) pool.close();
+            },
+          },
+          ...this.#cleanups.map((fn, i) => ({ name: `cleanup ${i}`, close: () => fn() })),
+        ],
+        [
+          { name: 'result backend', close: () => this.#results?.close() },
+          ...[...(this.#queues?.values() ?? [])].map(q => ({ name: `metrics queue ${q.name}`, close: () => q.close() })),
+        ],
+        { name: 'connections', close: () => this.connections.close() },
+      ],
+      CLOSE_GRACE_MS,
+      { logger: o.logger, owner: 'the worker' },
+    );
     this.#state = 'closed';
     o.logger.info('Worker closed', { outcome });
     return outcome;

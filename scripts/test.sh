@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The README's test command, from a fresh clone: pnpm 12 (installed with npm if missing, never
+# through corepack), the locked dependencies, then `pnpm test` (build, lint, mocha). Arguments go
+# to mocha, e.g. scripts/test.sh test/shared/config.test.ts. Needs Node.js >= 20.19 and
+# redis-server 7 (with TLS) on the PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v pnpm >/dev/null 2>&1 || ! pnpm --version 2>/dev/null | grep -q '^12\.'; then
+  echo "Installing pnpm 12 with npm..."
+  npm install -g pnpm@12 >/dev/null
+fi
+pnpm install --frozen-lockfile
+exec pnpm test "$@"
