@@ -10,7 +10,7 @@ import {
   withConnectionFlags,
   type Logger,
 } from '@taskline/shared';
-import { aborted, defaultExitCode, EXIT_USAGE, failUsage, UsageError, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
+import { aborted, defaultExitCode, EXIT_USAGE, failUsage, startWithRetry, UsageError, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
 import { readApiToken } from './api-token.js';
 import { ValidationError } from './errors.js';
 import { startApiServer } from './http-api.js';
@@ -130,9 +130,24 @@ export function buildCli(args: string[], cli: CliContext, env: Env = process.env
       async argv => {
         const token = readApiToken(env);
         const logger = loggerFor('serve', token ? [token.reveal()] : []);
-        const producer = producerFrom(argv, logger);
+        // Settings and secret files are read afresh at each attempt: a Redis that comes up, or a
+        // secret or certificate fixed on disk, lets the API start without a restart.
+        const producer = await startWithRetry({
+          stop: cli.stop,
+          logger,
+          attempt: async () => {
+            const candidate = producerFrom(argv, logger);
+            try {
+              await candidate.connect();
+              return candidate;
+            } catch (err) {
+              await candidate.close().catch(() => undefined);
+              throw err;
+            }
+          },
+        });
+        if (!producer) return;
         try {
-          await producer.connect();
           const server = await startApiServer({
             producer,
             logger,

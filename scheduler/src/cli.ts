@@ -13,7 +13,7 @@ import {
   withConnectionFlags,
   type OpsServer,
 } from '@taskline/shared';
-import { aborted, defaultExitCode, EXIT_USAGE, failUsage, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
+import { aborted, defaultExitCode, EXIT_USAGE, failUsage, startWithRetry, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
 import { describeSchedules, formatScheduleStatus } from './list.js';
 import { nextRuns, formatInZone } from './next-runs.js';
 import { loadScheduleFile, ScheduleFileError } from './schedule-file.js';
@@ -41,7 +41,24 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
     parseIntegerSetting('--metrics-port', argv['metrics-port'], { min: 0, max: 65_535 }) ??
     parseIntegerSetting('TASKLINE_METRICS_PORT', env['TASKLINE_METRICS_PORT'], { min: 0, max: 65_535 }) ??
     DEFAULT_METRICS_PORT;
-  const scheduler = createScheduler({ schedulePath: argv.schedule, connection: connectionOptionsFromFlags(argv), logger, env });
+  // Settings and files are read afresh at each attempt: a Redis that comes up, or a secret or
+  // certificate fixed on disk, lets the beat start without a restart (a bad schedule file does not).
+  const started = await startWithRetry({
+    stop: cli.stop,
+    logger,
+    attempt: async () => {
+      const candidate = createScheduler({ schedulePath: argv.schedule, connection: connectionOptionsFromFlags(argv), logger, env });
+      try {
+        await candidate.start();
+        return candidate;
+      } catch (err) {
+        await candidate.close().catch(() => undefined);
+        throw err;
+      }
+    },
+  });
+  if (!started) return 0;
+  const scheduler = started;
   const reload = (): void => {
     logger.info('SIGHUP: reloading the schedule file');
     scheduler.reconcile('SIGHUP').catch(() => undefined);
@@ -54,7 +71,6 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
   };
   try {
     try {
-      await scheduler.start();
       ops = await startOpsServer({
         port: metricsPort,
         host: argv['metrics-host'],

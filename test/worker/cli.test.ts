@@ -1,7 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { runningRedisCount } from '../harness/index.js';
+import { runningRedisCount, startRedis } from '../harness/index.js';
 import { client, closeAll, openCount, startPair, uniquePrefix, until, type RedisPair } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../../worker/bin/taskline-worker.js', import.meta.url));
@@ -53,6 +56,55 @@ describe('taskline-worker process', function () {
     await until(() => children.size === 0, 5000, 'children gone');
     expect(await closeAll()).to.equal(0);
     expect(openCount()).to.equal(0);
+  });
+
+  it('starts without a restart once the cause is fixed: a password file missing, then Redis not up; /readyz says why meanwhile', async function () {
+    this.timeout(90_000);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'taskline-start-'));
+    const passwordFile = path.join(dir, 'password');
+    const late = await startRedis({ tls: true, password: 'a-password-not-in-any-log', certs: redis.broker.certs! });
+    const port = late.port;
+    await late.stop(); // the broker is down too
+    try {
+      const env = {
+        ...redis.env,
+        ...late.env('REDIS_'),
+        REDIS_PASSWORD: '',
+        REDIS_PASSWORD_FILE: passwordFile,
+        TASKLINE_PREFIX: prefix,
+      } as Record<string, string>;
+      delete env['REDIS_PASSWORD'];
+      const worker = spawnWorker(env);
+      const readyz = async (): Promise<{ status: number; body: string }> => {
+        const line = worker.output.join('').split('\n').find(l => l.includes('Serving /metrics'));
+        if (!line) return { status: 0, body: '' };
+        const res = await fetch(`http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}/readyz`);
+        return { status: res.status, body: await res.text() };
+      };
+      await until(async () => (await readyz()).body.includes('CONFIG_FILE_MISSING') || (await readyz()).body.includes('does not exist'), 20_000, '/readyz naming the missing file');
+      expect((await readyz()).status).to.equal(503);
+      writeFileSync(passwordFile, 'a-password-not-in-any-log\n', { mode: 0o600 });
+      // Now the file is there but the broker is not: still not ready, for that reason.
+      await until(async () => /Cannot use the broker/.test((await readyz()).body), 20_000, '/readyz naming the broker');
+      expect(worker.child.exitCode, 'the process kept running').to.equal(null);
+      const broker = await startRedis({ tls: true, password: 'a-password-not-in-any-log', port, certs: late.certs! });
+      try {
+        await ready(worker);
+        expect((await readyz()).status).to.equal(200);
+        const producer = client({ ...redis.env, ...broker.env('REDIS_') }, prefix);
+        const id = await producer.enqueue('add', { a: 1, b: 2 });
+        expect(await producer.waitFor(id)).to.include({ state: 'SUCCESS', result: 3 });
+        const log = worker.output.join('');
+        expect(log).to.include('Could not start; trying again without a restart once the cause is fixed');
+        expect(log).to.not.include('a-password-not-in-any-log');
+      } finally {
+        worker.child.kill('SIGTERM');
+        await worker.exited;
+        await broker.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('drains in-flight jobs on SIGTERM: all finish, none lost, exit code 0', async function () {

@@ -3,6 +3,7 @@ import { RedisConnection } from 'bullmq';
 import {
   connectionOptionsFromFlags,
   createLogger,
+  createMetricsRegistry,
   healthCommand,
   scriptsCommand,
   parseIntegerSetting,
@@ -10,9 +11,9 @@ import {
   withConnectionFlags,
   type OpsServer,
 } from '@taskline/shared';
-import { failUsage, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
+import { failUsage, startWithRetry, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
 import { loadTaskModule } from './task-module.js';
-import { createWorker, type CloseOutcome } from './worker.js';
+import { createWorker, type CloseOutcome, type TasklineWorker } from './worker.js';
 
 const DEFAULT_METRICS_PORT = 9464;
 
@@ -35,37 +36,63 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
     DEFAULT_METRICS_PORT;
   const tasks = await loadTaskModule(argv.tasks);
   const queues = argv.queues?.split(',').map(q => q.trim()).filter(Boolean);
-  const worker = createWorker({
-    tasks,
-    logger,
-    env,
-    connection: connectionOptionsFromFlags(argv),
-    ...(queues ? { queues } : {}),
-    ...(argv.concurrency === undefined ? {} : { concurrency: argv.concurrency }),
-    ...(argv.isolation === undefined ? {} : { isolation: argv.isolation as 'none' | 'process' | 'thread' }),
+  // One registry and one ops server for the process, up before the worker: while it cannot
+  // start, /healthz answers and /readyz says why.
+  const registry = createMetricsRegistry();
+  let worker: TasklineWorker | null = null;
+  let cause: string | null = 'starting';
+  const ops: OpsServer = await startOpsServer({
+    port: metricsPort,
+    registry,
+    ready: () => worker?.readiness() ?? { ok: false, state: 'starting', errors: [cause ?? 'starting'] },
   });
-
-  const closed = new Promise<CloseOutcome>((resolve, reject) =>
-    onAbort(cli.stop, () => {
-      logger.info('Signal received; draining', { signal: cli.stop.reason });
-      worker.close().then(resolve, reject);
-    }),
-  );
+  logger.info('Serving /metrics, /healthz and /readyz', { port: ops.port });
   onAbort(cli.force, () => {
     logger.info('Second signal; forcing shutdown', { signal: cli.force.reason });
-    void worker.close({ force: true });
+    void worker?.close({ force: true });
   });
-  let ops: OpsServer | null = null;
   try {
-    ops = await startOpsServer({ port: metricsPort, registry: worker.registry, ready: () => worker.readiness() });
-    logger.info('Serving /metrics, /healthz and /readyz', { port: ops.port });
-    await worker.start();
+    // Settings and files are read afresh at each attempt: a secret or certificate fixed on
+    // disk, or a Redis that comes up, lets the worker start without a restart.
+    worker = await startWithRetry({
+      stop: cli.stop,
+      logger,
+      onCause: c => (cause = c),
+      attempt: async () => {
+        const candidate = createWorker({
+          tasks,
+          logger,
+          env,
+          registry,
+          connection: connectionOptionsFromFlags(argv),
+          ...(queues ? { queues } : {}),
+          ...(argv.concurrency === undefined ? {} : { concurrency: argv.concurrency }),
+          ...(argv.isolation === undefined ? {} : { isolation: argv.isolation as 'none' | 'process' | 'thread' }),
+        });
+        try {
+          await candidate.start();
+          return candidate;
+        } catch (err) {
+          await candidate.close({ force: true }).catch(() => undefined);
+          throw err;
+        }
+      },
+    });
   } catch (err) {
-    await worker.close({ force: true }).catch(() => undefined);
-    await ops?.close();
+    await ops.close();
     throw err;
   }
-  const outcome = await closed;
+  if (!worker) {
+    await ops.close();
+    return 0;
+  }
+  const running = worker;
+  const outcome = await new Promise<CloseOutcome>((resolve, reject) =>
+    onAbort(cli.stop, () => {
+      logger.info('Signal received; draining', { signal: cli.stop.reason });
+      running.close().then(resolve, reject);
+    }),
+  );
   await ops.close();
   const exitCode = outcome === 'drained' ? 0 : 1;
   logger.info('Worker process exiting', { exitCode });

@@ -276,9 +276,14 @@ export class TasklineWorker {
 
   async #close(): Promise<CloseOutcome> {
     const o = this.options;
+    // A worker that never became ready (its start failed) closes quietly: its start's error said it all.
+    const wasReady = this.#state === 'ready';
+    const log = (level: 'info' | 'warn', message: string, fields: Record<string, unknown>): void => {
+      o.logger[wasReady ? level : 'debug'](message, fields);
+    };
     this.#state = 'draining';
     this.#metrics.ready.set(0);
-    o.logger.info('Worker draining', { inFlight: this.#running.size, graceMs: o.shutdownGraceMs });
+    log('info', 'Worker draining', { inFlight: this.#running.size, graceMs: o.shutdownGraceMs });
     await this.#startPromise?.catch(() => undefined);
     const workers = [...this.#workers.values()];
     const drained = Promise.allSettled(workers.map(w => w.close())).then(() => 'drained' as const);
@@ -290,7 +295,7 @@ export class TasklineWorker {
     const outcome = await Promise.race([drained, forced]);
     clearTimeout(timer);
     if (outcome === 'forced') {
-      o.logger.warn('Shutdown forced; aborting in-flight jobs', { inFlight: this.#running.size });
+      log('warn', 'Shutdown forced; aborting in-flight jobs', { inFlight: this.#running.size });
       for (const controller of this.#running.values()) controller.abort(new WorkerShutdownError());
       await withTimeout(drained, FORCE_CLOSE_MS, 'BullMQ close').catch(() => o.logger.warn('BullMQ did not close in time; cutting the connections'));
     }
@@ -316,7 +321,7 @@ export class TasklineWorker {
       { logger: o.logger, owner: 'the worker' },
     );
     this.#state = 'closed';
-    o.logger.info('Worker closed', { outcome });
+    log('info', 'Worker closed', { outcome });
     return outcome;
   }
 }
