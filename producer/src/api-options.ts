@@ -1,13 +1,6 @@
 import { accessSync, constants } from 'node:fs';
-import {
-  ConfigError,
-  type Secret,
-  assertQueueName,
-  isProduction,
-  parseBooleanSetting,
-  parseIntegerSetting,
-  type Logger,
-} from '@taskline/shared';
+import { ConfigError, type Secret, isProduction, type Logger } from '@taskline/shared';
+import { assertQueueName, parseBooleanSetting, parseIntegerSetting } from '@taskline/shared/internal';
 import { checkApiToken, readApiToken } from './api-token.js';
 import type { Producer } from './producer.js';
 

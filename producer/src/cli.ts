@@ -1,15 +1,7 @@
 import yargs, { type Argv } from 'yargs';
 import { RedisConnection } from 'bullmq';
-import {
-  ResultTimeoutError,
-  connectionOptionsFromFlags,
-  createLogger,
-  healthCommand,
-  scriptsCommand,
-  isJobId,
-  withConnectionFlags,
-  type Logger,
-} from '@taskline/shared';
+import { ResultTimeoutError, createLogger, type Logger } from '@taskline/shared';
+import { connectionOptionsFromFlags, healthCommand, scriptsCommand, isJobId, withConnectionFlags } from '@taskline/shared/internal';
 import { aborted, defaultExitCode, EXIT_USAGE, failUsage, startWithRetry, UsageError, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
 import { readApiToken } from './api-token.js';
 import { ValidationError } from './errors.js';

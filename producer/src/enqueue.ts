@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
-import { TasklineError, assertTaskName, withJobMeta, type ResultBackend } from '@taskline/shared';
+import { TasklineError } from '@taskline/shared';
+import { assertTaskName, withJobMeta, type ResultBackend } from '@taskline/shared/internal';
 import type { Redis } from 'ioredis';
 import { ValidationError } from './errors.js';
 import { checkPayload } from './payload.js';

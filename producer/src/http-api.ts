@@ -1,7 +1,8 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { isJobId, type HealthReport } from '@taskline/shared';
+import { type HealthReport } from '@taskline/shared';
+import { isJobId } from '@taskline/shared/internal';
 import { EnqueueBulkError, type BulkJob } from './enqueue.js';
 import { resolveApiServerOptions, type ApiServerOptions, type ResolvedApiServerOptions } from './api-options.js';
 import { HttpError, toHttpError, toPublicRecord } from './api-responses.js';
@@ -135,7 +136,7 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
       throw new HttpError(401, 'UNAUTHORIZED', 'Missing or wrong API token; send "Authorization: Bearer <PRODUCER_API_TOKEN>".');
     }
     if (route === 'metrics') {
-      const registry = producer.connections.registry;
+      const registry = producer.registry;
       return send(res, 200, await registry.metrics(), { 'content-type': registry.contentType });
     }
     if (route === 'health') {

@@ -1,21 +1,17 @@
+/**
+ * The public API of @taskline/producer: enqueue from code (createProducer), the HTTP API
+ * (startApiServer), and the types and errors they use. Internals: `@taskline/producer/internal`.
+ */
 export { createProducer, Producer } from './producer.js';
 export type { ProducerState, JobWatchEvent } from './producer.js';
 export { EnqueueBulkError } from './enqueue.js';
 export type { EnqueueResult, BulkJob, BulkJobOutcome } from './enqueue.js';
-export { resolveProducerOptions, resolveEnqueueOptions, DEFAULT_MAX_PAYLOAD_BYTES } from './options.js';
-export type { ProducerOptions, ResolvedProducerOptions, EnqueueOptions, ResolvedEnqueueOptions, BackoffOption } from './options.js';
+export type { ProducerOptions, EnqueueOptions, BackoffOption } from './options.js';
 export type { Backoff } from '@taskline/shared';
-export { QueueInspector, COUNTED_STATES } from './inspector.js';
+export { QueueInspector } from './inspector.js';
 export type { CountedState, FailedJobSummary, RetriedJob } from './inspector.js';
 export { ValidationError, PayloadTooLargeError, JobNotFoundError, JobStateError } from './errors.js';
-export { checkPayload } from './payload.js';
-export { ProducerMetrics, LabelValueCap, MAX_TASK_LABELS, MAX_QUEUE_LABELS } from './producer-metrics.js';
-export type { EnqueueErrorReason, EnqueuedCounter } from './producer-metrics.js';
 export { startApiServer } from './http-api.js';
 export type { ApiServer } from './http-api.js';
-export { resolveApiServerOptions, resolveApiQueues, DEFAULT_API_HOST } from './api-options.js';
-export type { ApiServerOptions, ApiTlsOptions, ResolvedApiServerOptions, ResolvedApiTls } from './api-options.js';
-export { toPublicRecord } from './api-responses.js';
+export type { ApiServerOptions, ApiTlsOptions } from './api-options.js';
 export type { PublicJobRecord } from './api-responses.js';
-export { readApiToken, bearerMatches, checkApiToken } from './api-token.js';
-export { MAX_PAYLOAD_DEPTH } from './payload.js';

@@ -1,6 +1,7 @@
 import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { toJobErrorInfo, type JobResultRecord, type JobState } from '@taskline/shared';
+import { type JobResultRecord, type JobState } from '@taskline/shared';
+import { toJobErrorInfo } from '@taskline/shared/internal';
 
 /** A job as the broker holds it, when it has no record yet (records are written from STARTED on). */
 export interface BrokerJob {

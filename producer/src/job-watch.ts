@@ -1,4 +1,5 @@
-import { isTerminalState, type JobResultRecord, type ResultBackend } from '@taskline/shared';
+import { isTerminalState, type JobResultRecord } from '@taskline/shared';
+import { type ResultBackend } from '@taskline/shared/internal';
 import { JobNotFoundError } from './errors.js';
 
 /** One change of a watched job; the last one (`final: true`) carries the final record. */

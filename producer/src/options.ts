@@ -1,24 +1,6 @@
 import type { Registry } from 'prom-client';
-import {
-  DEFAULT_QUEUE,
-  InvalidNameError,
-  isQueueName,
-  createSilentLogger,
-  parseIntegerSetting,
-  encodeBackoff,
-  resolveBackoff,
-  resolvePrefix,
-  resolveResultExpiresSeconds,
-  resolveRoutes,
-  type Backoff,
-  type EncodedBackoff,
-  type RouteTable,
-  type Routes,
-  type ConnectionOptions,
-  type ResolvedConnectionOptions,
-  type Logger,
-  type TasklineConnections,
-} from '@taskline/shared';
+import { DEFAULT_QUEUE, InvalidNameError, isQueueName, createSilentLogger, resolveRoutes, type Backoff, type RouteTable, type Routes, type ConnectionOptions, type ResolvedConnectionOptions, type Logger, type TasklineConnections } from '@taskline/shared';
+import { parseIntegerSetting, encodeBackoff, resolveBackoff, resolvePrefix, resolveResultExpiresSeconds, type EncodedBackoff } from '@taskline/shared/internal';
 import { ValidationError } from './errors.js';
 
 /**

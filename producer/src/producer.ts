@@ -1,22 +1,7 @@
+import type { Registry } from 'prom-client';
 import { Queue } from 'bullmq';
-import {
-  ClosedError,
-  ConnectionError,
-  QueueRegistry,
-  ResultBackend,
-  TasklineError,
-  createConnections,
-  isJobId,
-  isTerminalState,
-  resolveConnectionOptions,
-  toConnectionError,
-  type HealthReport,
-  type JobEvent,
-  type JobResultRecord,
-  type LifecycleState,
-  type Logger,
-  type TasklineConnections,
-} from '@taskline/shared';
+import { ClosedError, ConnectionError, TasklineError, createConnections, isTerminalState, resolveConnectionOptions, type HealthReport, type JobEvent, type JobResultRecord, type LifecycleState, type Logger, type TasklineConnections } from '@taskline/shared';
+import { QueueRegistry, ResultBackend, isJobId, toConnectionError } from '@taskline/shared/internal';
 import { closeInOrder, isResolvedConnectionOptions, withTimeout } from '@taskline/shared/internal';
 import { addJobs, EnqueueBulkError, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
 import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
@@ -43,9 +28,11 @@ const CLOSE_GRACE_MS = 10_000;
  */
 export class Producer {
   readonly options: ResolvedProducerOptions;
-  readonly connections: TasklineConnections;
-  readonly results: ResultBackend;
+  /** Where the producer's metrics go (expose it at /metrics; the HTTP API does). */
+  readonly registry: Registry;
   readonly metrics: ProducerMetrics;
+  readonly #connections: TasklineConnections;
+  readonly #results: ResultBackend;
   /** Queue counts, failed jobs, pause/resume. */
   readonly inspect: QueueInspector;
   readonly #logger: Logger;
@@ -61,7 +48,7 @@ export class Producer {
     this.options = resolveProducerOptions(options);
     this.#logger = this.options.logger;
     this.#ownsConnections = this.options.connections === null;
-    this.connections =
+    this.#connections =
       this.options.connections ??
       createConnections({
         options: isResolvedConnectionOptions(this.options.connection)
@@ -72,9 +59,10 @@ export class Producer {
         logger: this.#logger,
         ...(this.options.registry ? { registry: this.options.registry } : {}),
       });
-    this.metrics = new ProducerMetrics(this.options.registry ?? this.connections.registry);
-    this.results = new ResultBackend({
-      service: this.connections.backend,
+    this.metrics = new ProducerMetrics(this.options.registry ?? this.#connections.registry);
+    this.registry = this.options.registry ?? this.#connections.registry;
+    this.#results = new ResultBackend({
+      service: this.#connections.backend,
       prefix: this.options.prefix,
       expiresSeconds: this.options.resultExpiresSeconds,
       logger: this.#logger,
@@ -100,7 +88,7 @@ export class Producer {
     if (this.#closePromise) return Promise.reject(new ClosedError('The producer'));
     if (!this.#connecting) {
       if (this.#state === 'idle') this.#state = 'starting';
-      const connecting = this.#ownsConnections && this.connections.state === 'idle' ? this.connections.connect() : Promise.resolve();
+      const connecting = this.#ownsConnections && this.#connections.state === 'idle' ? this.#connections.connect() : Promise.resolve();
       this.#connecting = connecting.then(() => {
         this.#state = 'ready';
       });
@@ -114,7 +102,7 @@ export class Producer {
 
   async #broker() {
     await this.#ready();
-    return this.connections.broker.client();
+    return this.#connections.broker.client();
   }
 
   #queue(name: string): Promise<Queue> {
@@ -122,7 +110,7 @@ export class Producer {
     if (!queue) {
       queue = (async () => {
         await this.#ready();
-        const connection = await this.connections.broker.bullmqConnection(0);
+        const connection = await this.#connections.broker.bullmqConnection(0);
         // The queue is listed for operators and for finding jobs, before its first job exists.
         await this.#registry.register(connection, [name]);
         const q = new Queue(name, {
@@ -178,7 +166,7 @@ export class Producer {
     try {
       await this.#ready();
       const results = await this.#withDeadline(
-        addJobs(prepared, { queue: name => this.#queue(name), broker: () => this.connections.broker.client(), results: this.results, prefix: this.options.prefix }),
+        addJobs(prepared, { queue: name => this.#queue(name), broker: () => this.#connections.broker.client(), results: this.#results, prefix: this.options.prefix }),
       );
       prepared.forEach((p, i) => {
         if (!results[i]?.deduplicated) this.metrics.enqueued.inc({ task: p.task, queue: p.options.queue });
@@ -195,7 +183,7 @@ export class Producer {
 
   #withDeadline<T>(work: Promise<T>): Promise<T> {
     const ms = this.options.enqueueTimeoutMs;
-    const { host, port } = this.connections.broker.target;
+    const { host, port } = this.#connections.broker.target;
     return withTimeout(
       work,
       ms,
@@ -211,7 +199,7 @@ export class Producer {
     // A partial bulk keeps its outcomes; its cause is named like any other error (e.g. REDIS_OOM).
     if (err instanceof EnqueueBulkError && !(err.cause instanceof TasklineError)) return new EnqueueBulkError(err.outcomes, this.#mapError(err.cause));
     if (err instanceof TasklineError) return err;
-    return toConnectionError(err, this.connections.broker.target);
+    return toConnectionError(err, this.#connections.broker.target);
   }
 
   #countError(err: unknown): void {
@@ -247,13 +235,13 @@ export class Producer {
     // Only job ids reach Redis: another string could name a queue's own keys.
     if (!isJobId(id)) return null;
     await this.#ready();
-    const record = await this.results.get(id);
+    const record = await this.#results.get(id);
     if (record) return record;
     const found = await this.#findOnBroker(id);
     if (found && !found.finished) return recordFromBroker(found);
     // It may have ended (or left the broker) between the two reads: its record is written before
     // the broker hears of the outcome, so a second read sees it.
-    const again = await this.results.get(id);
+    const again = await this.#results.get(id);
     if (again || !found) return again;
     return recordFromBroker(found);
   }
@@ -273,15 +261,15 @@ export class Producer {
     }
     if (!isJobId(id)) throw new JobNotFoundError(id, ' (it is not a job id)');
     await this.#ready();
-    const record = await this.results.get(id);
+    const record = await this.#results.get(id);
     if (record && isTerminalState(record.state)) return record;
     // Only a record ends a wait: a job the broker failed without one gets it from a worker's sweep.
     // The broker only tells an unknown id apart: if it cannot answer now, the (bounded) wait goes on.
-    if (!record && !(await this.#findOnBroker(id).catch(() => 'unreachable')) && !(await this.results.get(id))) {
+    if (!record && !(await this.#findOnBroker(id).catch(() => 'unreachable')) && !(await this.#results.get(id))) {
       throw new JobNotFoundError(id, ' in the result backend or on the broker');
     }
     const { onProgress, onEvent } = options;
-    return this.results.waitFor(id, {
+    return this.#results.waitFor(id, {
       timeoutMs,
       ...(options.signal ? { signal: options.signal } : {}),
       onEvent: event => {
@@ -297,7 +285,7 @@ export class Producer {
    * Ends early (without a final event) on `signal` or after `timeoutMs` (default: 1 hour).
    */
   watch(id: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<JobWatchEvent> {
-    return watchJob({ current: () => this.getResult(id), results: this.results }, id, options);
+    return watchJob({ current: () => this.getResult(id), results: this.#results }, id, options);
   }
 
   /**
@@ -309,7 +297,7 @@ export class Producer {
   async revoke(id: string, reason = 'revoked'): Promise<JobResultRecord> {
     if (!isJobId(id)) throw new JobNotFoundError(id, ' (it is not a job id)');
     await this.#ready();
-    const record = await this.results.get(id);
+    const record = await this.#results.get(id);
     if (record?.state === 'SUCCESS' || record?.state === 'FAILURE') {
       throw new JobStateError(id, record.state, `Job ${id} already finished (${record.state}); there is nothing to revoke.`);
     }
@@ -317,7 +305,7 @@ export class Producer {
     const found = record ? null : await this.#findOnBroker(id);
     if (!record && !found) {
       // It may have ended and left the broker between the two reads: its record, written first, says how.
-      if (await this.results.get(id)) return this.revoke(id, reason);
+      if (await this.#results.get(id)) return this.revoke(id, reason);
       throw new JobNotFoundError(id, ' in the result backend or on the broker');
     }
     // A job the broker failed before any record was stored (its worker lost, a sweep not yet
@@ -327,7 +315,7 @@ export class Producer {
     }
     const queueName = record?.queue ?? found?.queue ?? this.options.defaultQueue;
     const task = record?.task ?? found?.job.name ?? 'unknown';
-    const answer = await this.results.revoke(id, { reason, task, queue: queueName });
+    const answer = await this.#results.revoke(id, { reason, task, queue: queueName });
     if (answer !== 'REVOKED') {
       throw new JobStateError(id, answer, `Job ${id} finished (${answer}) before the revoke landed; nothing changed.`);
     }
@@ -337,13 +325,13 @@ export class Producer {
     const state = found?.brokerState ?? (await queue.getJobState(id).catch(() => 'unknown'));
     if (REMOVABLE_STATES.has(state)) await queue.remove(id).catch(() => 0);
     this.#logger.info('Job revoked', { jobId: id, queue: queueName, state });
-    const revoked = await this.results.get(id);
+    const revoked = await this.#results.get(id);
     return revoked ?? { id, task, queue: queueName, state: 'REVOKED', reason, attempt: 0, attempts: null, enqueuedAt: null, startedAt: null, finishedAt: new Date().toISOString(), updatedAt: new Date().toISOString() };
   }
 
   /** PINGs the broker and the result backend. */
   checkHealth(): Promise<HealthReport> {
-    return this.connections.checkHealth();
+    return this.#connections.checkHealth();
   }
 
   /**
@@ -362,8 +350,8 @@ export class Producer {
               await Promise.all(queues.map(q => (q.status === 'fulfilled' ? q.value.close() : undefined)));
             },
           },
-          { name: 'result backend', close: () => this.results.close() },
-          { name: 'connections', close: () => (this.#ownsConnections ? this.connections.close() : undefined) },
+          { name: 'result backend', close: () => this.#results.close() },
+          { name: 'connections', close: () => (this.#ownsConnections ? this.#connections.close() : undefined) },
         ],
         CLOSE_GRACE_MS,
         { logger: this.#logger, owner: 'the producer' },

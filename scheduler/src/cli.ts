@@ -1,18 +1,7 @@
 import yargs from 'yargs';
 import { RedisConnection } from 'bullmq';
-import {
-  connectionOptionsFromFlags,
-  createConnections,
-  createLogger,
-  healthCommand,
-  scriptsCommand,
-  parseIntegerSetting,
-  resolvePrefix,
-  resolveRoutes,
-  startOpsServer,
-  withConnectionFlags,
-  type OpsServer,
-} from '@taskline/shared';
+import { createConnections, createLogger, resolveRoutes } from '@taskline/shared';
+import { connectionOptionsFromFlags, healthCommand, scriptsCommand, parseIntegerSetting, resolvePrefix, startOpsServer, withConnectionFlags, type OpsServer } from '@taskline/shared/internal';
 import { aborted, defaultExitCode, EXIT_USAGE, failUsage, startWithRetry, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
 import { describeSchedules, formatScheduleStatus } from './list.js';
 import { nextRuns, formatInZone } from './next-runs.js';

@@ -1,16 +1,6 @@
 import type { Registry } from 'prom-client';
-import {
-  ConfigError,
-  parseIntegerSetting,
-  resolvePrefix,
-  resolveRoutes,
-  type ConnectionOptions,
-  type Logger,
-  type ResolvedConnectionOptions,
-  type RouteTable,
-  type Routes,
-  type TasklineConnections,
-} from '@taskline/shared';
+import { ConfigError, resolveRoutes, type ConnectionOptions, type Logger, type ResolvedConnectionOptions, type RouteTable, type Routes, type TasklineConnections } from '@taskline/shared';
+import { parseIntegerSetting, resolvePrefix } from '@taskline/shared/internal';
 
 export interface SchedulerOptions {
   /** Path of the JSON schedule file. Required. */

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE, LEASE_RELEASE, LEASE_RENEW, evalScript } from '@taskline/shared';
+import { LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE, LEASE_RELEASE, LEASE_RENEW, evalScript } from '@taskline/shared/internal';
 
 /**
  * The beat's leader lease: one key per prefix, `<prefix>::beat:lease`, holding the leader's random

@@ -1,19 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CronExpressionParser } from 'cron-parser';
-import {
-  DEFAULT_QUEUE,
-  NAME_RULES,
-  TasklineError,
-  createRoutes,
-  encodeBackoff,
-  isQueueName,
-  isTaskName,
-  resolveBackoff,
-  type Backoff,
-  type EncodedBackoff,
-  type Routes,
-} from '@taskline/shared';
+import { DEFAULT_QUEUE, TasklineError, createRoutes, isQueueName, isTaskName, type Backoff, type Routes } from '@taskline/shared';
+import { NAME_RULES, encodeBackoff, resolveBackoff, type EncodedBackoff } from '@taskline/shared/internal';
 
 /**
  * The schedule file: which tasks the beat enqueues and when. JSON, either

@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { QueueRegistry, TasklineError, createConnections, createSilentLogger, type LifecycleState, type Logger, type TasklineConnections } from '@taskline/shared';
+import { TasklineError, createConnections, createSilentLogger, type LifecycleState, type Logger, type TasklineConnections } from '@taskline/shared';
+import { QueueRegistry } from '@taskline/shared/internal';
 import { closeInOrder, withTimeout } from '@taskline/shared/internal';
 import { resolveSchedulerOptions, type ResolvedSchedulerOptions, type SchedulerOptions } from './config.js';
 import { FileWatcher } from './file-watcher.js';

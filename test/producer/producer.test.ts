@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { Queue } from 'bullmq';
-import { ConnectionError, ResultBackend, ResultTimeoutError, createConnections, resolveConnectionOptions } from '@taskline/shared';
+import { ConnectionError, ResultTimeoutError, createConnections, resolveConnectionOptions } from '@taskline/shared';
+import { ResultBackend } from '@taskline/shared/internal';
 import { JobNotFoundError, PayloadTooLargeError, ValidationError } from '@taskline/producer';
 import { createWorker } from '@taskline/worker';
 import tasks from '../../worker/examples/tasks.js';
@@ -116,7 +117,7 @@ describe('producer library (TLS broker + TLS result backend)', function () {
     expect(badOption.error.message).to.match(/options\.delay must be a whole number/);
     expect(await keysOf(fx.broker, fx.prefix)).to.deep.equal([]);
     expect(await keysOf(fx.backend, fx.prefix)).to.deep.equal([]);
-    const metrics = await producer.connections.registry.getSingleMetricAsString('taskline_enqueue_errors_total');
+    const metrics = await producer.registry.getSingleMetricAsString('taskline_enqueue_errors_total');
     expect(metrics).to.match(/reason="too_large"} 1/);
     expect(metrics).to.match(/reason="invalid"} 7/);
   });
@@ -282,13 +283,18 @@ describe('producer library (TLS broker + TLS result backend)', function () {
     expect(error.message).to.match(/result backend/);
   });
 
-  it('close() is idempotent and leaves no connection open', async () => {
+  it('close() is idempotent and leaves no connection open (as the servers see it)', async () => {
+    const producers = async (server: typeof fx.broker): Promise<number> =>
+      (await server.cli('CLIENT', 'LIST')).split('\n').filter(l => l.includes('name=taskline:producer:')).length;
     const producer = fx.producer();
     await producer.enqueue('echo', {});
+    await producer.waitForResult((await producer.enqueue('echo', {})).id, { timeoutMs: 200 }).catch(() => undefined);
+    expect(await producers(fx.broker), 'the producer was connected').to.be.greaterThan(0);
+    expect(await producers(fx.backend)).to.be.greaterThan(0);
     const first = producer.close();
     expect(producer.close()).to.equal(first);
     await first;
-    expect(producer.connections.broker.openConnections).to.equal(0);
-    expect(producer.connections.backend.openConnections).to.equal(0);
+    expect(await producers(fx.broker)).to.equal(0);
+    expect(await producers(fx.backend)).to.equal(0);
   });
 });

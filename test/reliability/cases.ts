@@ -297,7 +297,7 @@ export async function backendDown(size: FaultSize, writeDeadlineMs: number): Pro
   const upAt = Date.now();
   const readyMs = await allReady(workers, size.settleMs);
   const result = await account(cluster, producer, ids, size.settleMs);
-  const records = await Promise.all(ids.map(id => producer.results.get(id)));
+  const records = await Promise.all(ids.map(id => producer.getResult(id)));
   const retried = records.filter(r => (r?.attempt ?? 0) > 1).length;
   const maxAttempt = Math.max(...records.map(r => r?.attempt ?? 0));
   const logs = workers.map(w => w.output.join('')).join('');

@@ -13,7 +13,8 @@ import { setMaxListeners } from 'node:events';
 import { request as httpRequest } from 'node:http';
 import { Queue } from 'bullmq';
 import type { BulkJob, BulkJobOutcome, EnqueueResult, Producer } from '@taskline/producer';
-import type { JobResultRecord, JobState } from '@taskline/shared';
+import { createConnections, resolveConnectionOptions, type JobResultRecord, type JobState, type TasklineConnections } from '@taskline/shared';
+import { ResultBackend } from '@taskline/shared/internal';
 import { expect } from 'chai';
 import { readRuns, type HandlerRun } from './exec-log.js';
 
@@ -65,7 +66,7 @@ export interface JobHistory {
 
 export interface HistoryOptions {
   /** The case's key prefix and the fixture tasks' execution log. */
-  cluster: { prefix: string; execLog: string };
+  cluster: { prefix: string; execLog: string; env: Record<string, string> };
   /** Bearer token for the HTTP calls. */
   apiToken?: string;
   /** The case's producer: every library call and every read goes through it. */
@@ -159,9 +160,28 @@ export class History {
   #stopped = false;
   #sampleErrors = 0;
 
+  /** The checker's own read-only view of both servers (not the producer's connections). */
+  #view: { connections: TasklineConnections; results: ResultBackend } | null = null;
+
   constructor(options: HistoryOptions) {
     this.#o = { sampleEveryMs: 250, sampleBatch: 1000, apiToken: '', maxPendingWaiters: 5000, ...options };
     setMaxListeners(0, this.#abort.signal);
+  }
+
+  #viewOf(): { connections: TasklineConnections; results: ResultBackend } {
+    if (!this.#view) {
+      const connections = createConnections({ options: resolveConnectionOptions({ healthCheckIntervalMs: 0 }, this.#o.cluster.env), role: 'cli', component: 'history' });
+      this.#view = { connections, results: new ResultBackend({ service: connections.backend, prefix: this.#o.cluster.prefix, expiresSeconds: 86_400 }) };
+    }
+    return this.#view;
+  }
+
+  /** Closes the checker's view (after `check`). */
+  async #closeView(): Promise<void> {
+    const view = this.#view;
+    this.#view = null;
+    await view?.results.close();
+    await view?.connections.close();
   }
 
   /** Starts sampling records every `sampleEveryMs` (a batch per tick, round robin). */
@@ -407,7 +427,7 @@ export class History {
     for (let i = 0; i < ids.length; i += 1000) {
       const batch = ids.slice(i, i + 1000);
       const sent = Date.now();
-      const got = await this.#o.producer.results.getMany(batch);
+      const got = await this.#viewOf().results.getMany(batch);
       const arrived = Date.now();
       for (const id of batch) {
         const record = got.get(id) ?? null;
@@ -428,7 +448,7 @@ export class History {
 
   /** Broker state of every tracked job (a read-only BullMQ view): lists first, then each odd one confirmed by getJobState. */
   async #brokerStates(): Promise<{ states: Map<string, string>; all: Set<string> }> {
-    const connection = await this.#o.producer.connections.broker.bullmqConnection(0);
+    const connection = await this.#viewOf().connections.broker.bullmqConnection(0);
     const queues = new Set([...this.#jobs.values()].map(j => j.queue));
     queues.add('default');
     const states = new Map<string, string>();
@@ -455,7 +475,7 @@ export class History {
 
   /** Ids with a record or revoke marker in the result backend (SCAN, read-only). */
   async #recordIds(): Promise<Set<string>> {
-    const client = this.#o.producer.connections.backend.client();
+    const client = this.#viewOf().connections.backend.client();
     const ids = new Set<string>();
     for (const kind of ['result', 'revoke']) {
       const prefix = `${this.#o.cluster.prefix}:${kind}:{`;
@@ -511,6 +531,7 @@ export class History {
     const { states, all } = await this.#brokerStates();
     for (const id of ids) this.#job(id).broker = states.get(id) ?? 'absent';
     for (const id of await this.#recordIds()) all.add(id);
+    await this.#closeView();
     return evaluateHistory({ jobs: [...this.#jobs.values()], calls: this.calls, runs: readRuns(this.#o.cluster.execLog), census: all, expectFinal, settleMs });
   }
 }

@@ -97,7 +97,7 @@ export async function tamperedRecords(): Promise<StateSummary> {
   const producer = producerFor(cluster);
   const history = watch(cluster, producer, { settleMs: 10_000 });
   const ids = (await history.enqueueBulk([0, 1, 2].map(n => ({ task: 'work', data: { n } })))).map(r => r.id);
-  await until(async () => [...(await producer.results.getMany(ids)).values()].every(r => r?.state === 'SUCCESS'), 10_000, 'three jobs done');
+  await until(async () => (await Promise.all(ids.map(id => producer.getResult(id)))).every(r => r?.state === 'SUCCESS'), 10_000, 'three jobs done');
   await sleep(600); // the sampler sees them final
   const [reopened = '', deleted = ''] = ids;
   await cluster.backend.cli('HSET', `${cluster.prefix}:result:{${reopened}}`, 'state', 'STARTED');
@@ -131,7 +131,7 @@ export async function idempotencyUnderOom(size: { parallel: number; settleMs: nu
   const after = await Promise.allSettled(Array.from({ length: size.parallel }, keyed));
   const answered = after.flatMap(r => (r.status === 'fulfilled' ? [r.value] : []));
   const id = answered.find(a => !a.deduplicated)?.id ?? answered[0]?.id ?? '';
-  await until(async () => (await producer.results.get(id))?.state === 'SUCCESS', size.settleMs, `keyed job ${id} done`).catch(() => undefined);
+  await until(async () => (await producer.getResult(id))?.state === 'SUCCESS', size.settleMs, `keyed job ${id} done`).catch(() => undefined);
   const later = await keyed().catch((err: unknown) => ({ id: `error ${errorCode(err)}`, deduplicated: false }));
   const checked = await history.check({ settleMs: size.settleMs });
   await stopWorkers(workers);

@@ -278,7 +278,7 @@ export async function records(producer: Producer, ids: string[]): Promise<Map<st
   const out = new Map<string, JobResultRecord | null>();
   for (let i = 0; i < ids.length; i += 1000) {
     const batch = ids.slice(i, i + 1000);
-    const got = await Promise.all(batch.map(id => producer.results.get(id)));
+    const got = await Promise.all(batch.map(id => producer.getResult(id)));
     batch.forEach((id, j) => out.set(id, got[j] ?? null));
   }
   return out;

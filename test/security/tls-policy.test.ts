@@ -4,7 +4,8 @@ import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { ConfigError, checkCipherList, createConnections, resolveConnectionOptions, type ConnectionOptions } from '@taskline/shared';
+import { ConfigError, createConnections, resolveConnectionOptions, type ConnectionOptions } from '@taskline/shared';
+import { checkCipherList } from '@taskline/shared/internal';
 import { makeCertBundle, runningRedisCount, startRedis, type CertBundle, type RunningRedis } from '../harness/index.js';
 
 const WORKER_BIN = fileURLToPath(new URL('../../worker/bin/taskline-worker.js', import.meta.url));

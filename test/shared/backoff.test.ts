@@ -1,6 +1,8 @@
 import { expect } from 'chai';
-import { ConfigError, DEFAULT_BACKOFF, TASKLINE_BACKOFF_TYPE, encodeBackoff, encodedBackoffDelay, resolveBackoff } from '@taskline/shared';
-import { resolveEnqueueOptions, resolveProducerOptions, ValidationError } from '@taskline/producer';
+import { ConfigError } from '@taskline/shared';
+import { DEFAULT_BACKOFF, TASKLINE_BACKOFF_TYPE, encodeBackoff, encodedBackoffDelay, resolveBackoff } from '@taskline/shared/internal';
+import { ValidationError } from '@taskline/producer';
+import { resolveEnqueueOptions, resolveProducerOptions } from '@taskline/producer/internal';
 import { defineTasks } from '@taskline/worker';
 import { parseScheduleFile } from '@taskline/scheduler';
 

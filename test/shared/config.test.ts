@@ -1,12 +1,7 @@
 import { inspect } from 'node:util';
 import { expect } from 'chai';
-import {
-  ConfigError,
-  DEFAULT_TLS_CIPHERS,
-  backoffDelay,
-  resolveConnectionOptions,
-  toConnectionError,
-} from '@taskline/shared';
+import { ConfigError, DEFAULT_TLS_CIPHERS, resolveConnectionOptions } from '@taskline/shared';
+import { backoffDelay, toConnectionError } from '@taskline/shared/internal';
 import { getSharedCertBundle, type CertBundle } from '../harness/index.js';
 
 describe('resolveConnectionOptions (pure)', function () {

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { ClosedError, ConnectionMetrics, PoolExhaustedError, PoolQueueFullError, createMetricsRegistry } from '@taskline/shared';
+import { ClosedError, PoolExhaustedError, PoolQueueFullError, createMetricsRegistry } from '@taskline/shared';
+import { ConnectionMetrics } from '@taskline/shared/internal';
 import { ConnectionSlots } from '@taskline/shared/internal';
 
 function slots(limits: Partial<{ max: number; acquireTimeoutMs: number; maxWaiting: number }> = {}) {

@@ -1,11 +1,5 @@
 import { PassThrough } from 'node:stream';
-import {
-  createConnections,
-  createLogger,
-  type ConnectionOptions,
-  type CreateConnectionsOptions,
-  type TasklineConnections,
-} from '@taskline/shared';
+import { createConnections, createLogger, type ConnectionOptions, type CreateConnectionsOptions, type TasklineConnections } from '@taskline/shared';
 import type { RunningRedis } from '../harness/index.js';
 
 /** Collects every log line a logger writes, for secret and message assertions. */

@@ -2,15 +2,8 @@
 // scripts promise, tried the way racing workers and producers would break it.
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
-import {
-  ResultBackend,
-  ResultWriteError,
-  createConnections,
-  resolveConnectionOptions,
-  type RecordBase,
-  type TasklineConnections,
-  type TransitionOp,
-} from '@taskline/shared';
+import { ResultWriteError, createConnections, resolveConnectionOptions, type TasklineConnections } from '@taskline/shared';
+import { ResultBackend, type RecordBase, type TransitionOp } from '@taskline/shared/internal';
 import { runningRedisCount, startRedis, type RunningRedis } from '../harness/index.js';
 import { envFor, failure } from './helpers.js';
 

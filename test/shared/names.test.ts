@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { ConfigError, InvalidNameError, NAME_RULES, TasklineError, assertQueueName, assertTaskName, isJobId, isQueueName, resolvePrefix } from '@taskline/shared';
+import { ConfigError, InvalidNameError, TasklineError, isQueueName } from '@taskline/shared';
+import { NAME_RULES, assertQueueName, assertTaskName, isJobId, resolvePrefix } from '@taskline/shared/internal';
 import { NotLeaderError, parseScheduleFile, type ScheduleFileError } from '@taskline/scheduler';
 
 describe('name rules and coded errors (no Redis)', function () {

@@ -2,13 +2,7 @@ import { writeFileSync, mkdtempSync, copyFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import {
-  AuthError,
-  ConfigError,
-  TlsError,
-  ConnectionError,
-  resolveConnectionOptions,
-} from '@taskline/shared';
+import { AuthError, ConfigError, TlsError, ConnectionError, resolveConnectionOptions } from '@taskline/shared';
 import {
   makeCertBundle,
   makeSelfSignedServerCert,

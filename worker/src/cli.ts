@@ -1,16 +1,7 @@
 import yargs from 'yargs';
 import { RedisConnection } from 'bullmq';
-import {
-  connectionOptionsFromFlags,
-  createLogger,
-  createMetricsRegistry,
-  healthCommand,
-  scriptsCommand,
-  parseIntegerSetting,
-  startOpsServer,
-  withConnectionFlags,
-  type OpsServer,
-} from '@taskline/shared';
+import { createLogger, createMetricsRegistry } from '@taskline/shared';
+import { connectionOptionsFromFlags, healthCommand, scriptsCommand, parseIntegerSetting, startOpsServer, withConnectionFlags, type OpsServer } from '@taskline/shared/internal';
 import { failUsage, startWithRetry, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
 import { loadTaskModule } from './task-module.js';
 import { createWorker, type CloseOutcome, type TasklineWorker } from './worker.js';

@@ -1,5 +1,6 @@
 import type { Queue } from 'bullmq';
-import { toJobErrorInfo, type Logger, type RecordBase, type RedisService, type ResultBackend } from '@taskline/shared';
+import { type Logger } from '@taskline/shared';
+import { toJobErrorInfo, type RecordBase, type RedisService, type ResultBackend } from '@taskline/shared/internal';
 import { WorkerLostError } from './errors.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 

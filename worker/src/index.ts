@@ -1,12 +1,23 @@
+/**
+ * The public API of @taskline/worker: define tasks (defineTasks), run them (createWorker or the
+ * taskline-worker bin), and the errors a handler's attempt can end with. Internals:
+ * `@taskline/worker/internal`.
+ */
 export { defineTasks, isTaskSet } from './tasks.js';
-export { DEFAULT_BACKOFF } from '@taskline/shared';
-export type { TaskBackoff, TaskContext, TaskDefinition, TaskHandler, TaskRateLimit, TaskSet, ResolvedTask } from './tasks.js';
+export { DEFAULT_BACKOFF } from '@taskline/shared/internal';
+export type { IsolationKind, TaskBackoff, TaskContext, TaskDefinition, TaskHandler, TaskRateLimit, TaskSet } from './tasks.js';
 export { createWorker, TasklineWorker } from './worker.js';
 export type { WorkerState, CloseOutcome } from './worker.js';
-export { resolveWorkerOptions } from './options.js';
-export type { WorkerOptions, ResolvedWorkerOptions } from './options.js';
+export type { WorkerOptions } from './options.js';
 export { loadTaskModule } from './task-module.js';
-export { tasklineBackoffStrategy, TASKLINE_BACKOFF_TYPE } from './backoff.js';
-export { TimeLimitError, JobRevokedError, WorkerShutdownError, UnknownTaskError, ResultNotSerializableError } from './errors.js';
-export { WorkerMetrics } from './worker-metrics.js';
-export type { JobOutcome } from './worker-metrics.js';
+export {
+  TimeLimitError,
+  JobRevokedError,
+  WorkerShutdownError,
+  UnknownTaskError,
+  ResultNotSerializableError,
+  ResultTooLargeError,
+  StaleDeliveryError,
+  WorkerLostError,
+} from './errors.js';
+export { IsolatedRunnerError } from './isolation/handler-pool.js';

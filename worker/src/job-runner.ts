@@ -1,18 +1,6 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import {
-  isFinalAnswer,
-  jobMeta,
-  scrubSecrets,
-  toJobErrorInfo,
-  type JobErrorInfo,
-  type Logger,
-  type RecordBase,
-  type RedisService,
-  type ResultBackend,
-  type Routes,
-  type TransitionAnswer,
-  type TransitionOp,
-} from '@taskline/shared';
+import { type JobErrorInfo, type Logger, type Routes } from '@taskline/shared';
+import { isFinalAnswer, jobMeta, scrubSecrets, toJobErrorInfo, type RecordBase, type RedisService, type ResultBackend, type TransitionAnswer, type TransitionOp } from '@taskline/shared/internal';
 import { encodeBackoff } from './backoff.js';
 import { JobRevokedError, StaleDeliveryError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
 import { AttemptAbort, type Abortable } from './attempt-abort.js';

@@ -1,19 +1,6 @@
 import type { Registry } from 'prom-client';
-import {
-  ConfigError,
-  InvalidNameError,
-  isQueueName,
-  createSilentLogger,
-  DEFAULT_QUEUE,
-  parseIntegerSetting,
-  resolvePrefix,
-  resolveResultExpiresSeconds,
-  resolveRoutes,
-  type ConnectionOptions,
-  type Logger,
-  type RouteTable,
-  type Routes,
-} from '@taskline/shared';
+import { ConfigError, InvalidNameError, isQueueName, createSilentLogger, DEFAULT_QUEUE, resolveRoutes, type ConnectionOptions, type Logger, type RouteTable, type Routes } from '@taskline/shared';
+import { parseIntegerSetting, resolvePrefix, resolveResultExpiresSeconds } from '@taskline/shared/internal';
 import { availableParallelism } from 'node:os';
 import { isTaskSet, type IsolationKind, type ResolvedTask, type TaskSet } from './tasks.js';
 

@@ -1,4 +1,5 @@
-import { ConfigError, DEFAULT_BACKOFF, InvalidNameError, isQueueName, isTaskName, resolveBackoff, type Backoff, type Logger, type ResolvedBackoff } from '@taskline/shared';
+import { ConfigError, InvalidNameError, isQueueName, isTaskName, type Backoff, type Logger } from '@taskline/shared';
+import { DEFAULT_BACKOFF, resolveBackoff, type ResolvedBackoff } from '@taskline/shared/internal';
 
 /** Where an isolated handler runs: a child process (Celery's prefork) or a worker thread. */
 export type IsolationKind = 'process' | 'thread';

@@ -1,15 +1,8 @@
 import { hostname } from 'node:os';
 import { Queue, Worker } from 'bullmq';
 import type { Registry } from 'prom-client';
-import {
-  createConnections,
-  QueueRegistry,
-  resolveConnectionOptions,
-  ResultBackend,
-  type LifecycleState,
-  type ReadinessReport,
-  type TasklineConnections,
-} from '@taskline/shared';
+import { createConnections, resolveConnectionOptions, type LifecycleState, type TasklineConnections } from '@taskline/shared';
+import { QueueRegistry, ResultBackend, type ReadinessReport } from '@taskline/shared/internal';
 import { closeInOrder, withTimeout } from '@taskline/shared/internal';
 import { tasklineBackoffStrategy } from './backoff.js';
 import { JobRevokedError, WorkerShutdownError } from './errors.js';

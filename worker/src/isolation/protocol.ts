@@ -1,4 +1,4 @@
-import { toJobErrorInfo } from '@taskline/shared';
+import { toJobErrorInfo } from '@taskline/shared/internal';
 
 /** Messages between a worker and the child process or thread that runs its isolated handlers. */
 

@@ -1,0 +1,10 @@
+/**
+ * @internal What taskline's own code and tests reach in @taskline/worker beyond its public API (`@taskline/worker`).
+ * No compatibility promise.
+ */
+export type { ResolvedTask } from './tasks.js';
+export { resolveWorkerOptions } from './options.js';
+export type { ResolvedWorkerOptions } from './options.js';
+export { tasklineBackoffStrategy, TASKLINE_BACKOFF_TYPE } from './backoff.js';
+export { WorkerMetrics } from './worker-metrics.js';
+export type { JobOutcome } from './worker-metrics.js';
