@@ -40,7 +40,8 @@ const servers: Servers = {
     REDIS_HEALTH_CHECK_INTERVAL: '0',
   },
 };
-print({ bench: 'machine', cpus: (await import('node:os')).availableParallelism(), node: process.version, redis: (await broker.cli('INFO', 'server')).match(/redis_version:(\S+)/)?.[1], tls: 'TLSv1.3' });
+const os = await import('node:os');
+print({ bench: 'machine', cpus: os.availableParallelism(), load_average_1m: round(os.loadavg()[0] ?? 0, 2), node: process.version, redis: (await broker.cli('INFO', 'server')).match(/redis_version:(\S+)/)?.[1], tls: 'TLSv1.3' });
 
 try {
   if (parts.has('throughput')) {

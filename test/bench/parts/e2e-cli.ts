@@ -17,13 +17,14 @@ async function serve(servers: Servers, token: string, queue: string): Promise<{ 
       log += chunk.toString();
       const line = log.split('\n').find(l => l.includes('Producer API listening'));
       if (line) {
-        child.stdout?.off('data', onData);
-        child.stdout?.resume();
+        child.stderr?.off('data', onData);
+        child.stderr?.resume();
         resolve(`http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}`);
       }
     };
-    child.stdout?.on('data', onData);
-    child.stderr?.resume();
+    // Logs go to stderr.
+    child.stderr?.on('data', onData);
+    child.stdout?.resume();
     child.once('exit', code => reject(new Error(`taskline-producer serve exited (${code}): ${log.slice(-1000)}`)));
   });
   return { child, url };
