@@ -52,7 +52,7 @@ COPY --from=build --chown=root:root /links/ /usr/local/bin/
 COPY --from=build --chown=root:root /out/ /app/
 COPY --chown=root:root docker/healthcheck.mjs /app/healthcheck.mjs
 USER node
-# No EXPOSE of Redis; ours: producer HTTP API 8000, worker/scheduler metrics 9100 in compose.
+# No EXPOSE of Redis; ours: producer HTTPS API 8000, worker/scheduler/loader metrics 9100 in compose.
 EXPOSE 8000 9100
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 CMD ["node", "/app/healthcheck.mjs"]

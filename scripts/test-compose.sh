@@ -90,12 +90,16 @@ say "built $IMAGE from $NODE_IMAGE in $((SECONDS - t)) s (legacy builder)"
 
 # ---- 4. certificates, secrets, the stack's checks --------------------------------------------
 certs/generate-certs.sh --out "$RUN_DIR/certs" >/dev/null
+# The producer API's own certificate (HTTPS), from the same CA: the names clients reach it by.
+certs/generate-certs.sh --out "$RUN_DIR/certs" --ca-cert "$RUN_DIR/certs/ca.crt" --ca-key "$RUN_DIR/certs/ca-private/ca.key" \
+  --server-only --prefix api --server-cn producer --no-default-sans --san DNS:producer --san DNS:localhost --san IP:127.0.0.1 >/dev/null
 certs/generate-certs.sh --out "$RUN_DIR/wrong-certs" >/dev/null   # another CA, for the refusal checks
 redis_version=$(docker run --rm "$REDIS_IMAGE" redis-server --version | sed -E 's/.* v=([0-9]+\.[0-9]+).*/\1/')
 ops/make-secrets.sh --redis-version "$redis_version" "$RUN_DIR/secrets" 2>/dev/null
 # compose/README.md step 3: the containers' shared group may read the keys they mount and the secrets.
-chgrp "${TASKLINE_FILES_GID:-10001}" "$RUN_DIR/certs/server.key" "$RUN_DIR/certs/client.key" "$RUN_DIR/secrets/"*
-chmod 640 "$RUN_DIR/certs/server.key" "$RUN_DIR/certs/client.key" "$RUN_DIR/secrets/"*
+keys=("$RUN_DIR/certs/server.key" "$RUN_DIR/certs/client.key" "$RUN_DIR/certs/api-server.key")
+chgrp "${TASKLINE_FILES_GID:-10001}" "${keys[@]}" "$RUN_DIR/secrets/"*
+chmod 640 "${keys[@]}" "$RUN_DIR/secrets/"*
 chmod 644 "$RUN_DIR/wrong-certs/"*.key   # a throwaway identity the probe reads from inside a container
 cat >"$RUN_DIR/schedule.json" <<'EOF'
 { "schedules": [ { "id": "tick", "task": "echo", "every": "2s", "data": { "tick": true } } ] }

@@ -1,31 +1,63 @@
-// The producer's HTTP API as the compose checks use it: enqueue, read records, wait for states.
+// The producer's HTTPS API as the compose checks use it: enqueue, read records, wait for states.
+// The API's certificate is verified against the deployment's CA and the host name (127.0.0.1).
+import { Agent, request as httpsRequest } from 'node:https';
 import { sleep } from './docker.js';
 
+/** A job record as the API serves it: no `worker` (it stays internal; see storedRecords in checks.ts). */
 export interface JobRecord {
   id: string;
   task: string;
   state: string;
   attempt: number;
-  worker?: string;
   result?: unknown;
   finishedAt?: string | null;
 }
 
 export class Api {
+  readonly #agent: Agent;
+
+  /** @param base `https://host:port` @param ca the PEM CA the API's certificate must chain to */
   constructor(
     private readonly base: string,
     private readonly token: string,
-  ) {}
+    ca: string,
+  ) {
+    this.#agent = new Agent({ ca, minVersion: 'TLSv1.2', keepAlive: true, maxSockets: 20 });
+  }
 
   async request(method: string, path: string, body?: unknown, auth = true): Promise<{ status: number; json: unknown }> {
-    const res = await fetch(`${this.base}${path}`, {
-      method,
-      headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${this.token}` } : {}) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(15_000),
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const req = httpsRequest(
+        `${this.base}${path}`,
+        {
+          method,
+          agent: this.#agent,
+          timeout: 15_000,
+          headers: {
+            'content-type': 'application/json',
+            ...(payload === undefined ? {} : { 'content-length': Buffer.byteLength(payload) }),
+            ...(auth ? { authorization: `Bearer ${this.token}` } : {}),
+          },
+        },
+        res => {
+          let data = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (data += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: data }));
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 15 s`)));
+      req.on('error', reject);
+      req.end(payload);
     });
-    const text = await res.text();
-    return { status: res.status, json: text ? (JSON.parse(text) as unknown) : null };
+    return { status, json: text ? (JSON.parse(text) as unknown) : null };
+  }
+
+  /** Closes the kept-alive connections (else they hold the checks' process open). */
+  close(): void {
+    this.#agent.destroy();
   }
 
   /** Enqueues each job; resolves to the ids the API acknowledged (202). */
@@ -69,5 +101,3 @@ export class Api {
   }
 }
 
-/** The container host name in a record's `worker` (`host:pid`). */
-export const workerHost = (record: JobRecord | undefined): string => (record?.worker ?? '').split(':')[0] ?? '';

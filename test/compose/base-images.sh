@@ -33,7 +33,8 @@ official() {
   return 1
 }
 
-recipe_tag() { sha256sum "$@" | sha256sum | cut -c1-12; }
+# The contents only (sha256sum of the files would name their paths: another checkout, another tag).
+recipe_tag() { cat "$@" | sha256sum | cut -c1-12; }
 
 WORK=""
 cleanup() { if [[ -n "$WORK" ]]; then rm -rf "$WORK"; fi; }

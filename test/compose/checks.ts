@@ -2,9 +2,11 @@
 // scripts/test-compose.sh (which starts the engine, makes the images, certificates and secrets,
 // and tears everything down); prints one line per check and a summary line, exits 1 on a failure.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import path from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { expect } from 'chai';
-import { Api, workerHost, type JobRecord } from './api.js';
+import { Api, type JobRecord } from './api.js';
 import { badInputChecks } from './bad-input.js';
 import { docker, inspect, logsOf, nodeIn, sleep, Stack, waitFor, type Container } from './docker.js';
 
@@ -20,7 +22,11 @@ const certsDir = env('TASKLINE_CERTS_DIR');
 const secretsDir = env('TASKLINE_SECRETS_DIR');
 const wrongCertsDir = env('TEST_COMPOSE_WRONG_CERTS_DIR');
 const stack = new Stack(env('COMPOSE_PROJECT_NAME'), env('TEST_COMPOSE_FILE'), env('TEST_COMPOSE_CMD'));
-const api = new Api(`http://${env('PRODUCER_PORT')}`, readFileSync(path.join(secretsDir, 'producer_api_token'), 'utf8').trim());
+const api = new Api(
+  `https://${env('PRODUCER_PORT')}`,
+  readFileSync(path.join(secretsDir, 'producer_api_token'), 'utf8').trim(),
+  readFileSync(path.join(certsDir, 'ca.crt'), 'utf8'),
+);
 const graceMs = Number(process.env['TASKLINE_SHUTDOWN_GRACE_MS'] ?? 30_000);
 
 // Every secret value, so that no line this test prints can carry one (and so a check can look for them).
@@ -69,18 +75,48 @@ async function runChecks(checks: Check[]): Promise<boolean> {
 
 // ---- helpers -----------------------------------------------------------------------------------
 
-const tasklineServices = ['producer', 'worker', 'scheduler'];
+// Each runs as the ACL user of its name on both Redis servers.
+const tasklineServices = ['loader', 'producer', 'worker', 'scheduler'];
 
 async function imageSize(name: string): Promise<number> {
   return Number((await docker(['image', 'inspect', '--format', '{{.Size}}', name])).trim());
 }
 
+interface StoredRecord {
+  state: string;
+  /** The container host name of the worker that ran (or runs) the job. */
+  worker: string;
+}
+
+/**
+ * Each job's state and worker, read as admin from the stored records on the result backend
+ * (`P:result:{id}`, field `base`: `[task, queue, attempt, …, worker "host:pid", …]`); the API keeps
+ * the worker internal.
+ */
+async function storedRecords(ids: string[]): Promise<Map<string, StoredRecord>> {
+  const prefix = process.env['TASKLINE_PREFIX'] ?? 'taskline';
+  const lines = await stack.redisAdminBatch('redis-backend', ids.map(id => ['HMGET', `${prefix}:result:{${id}}`, 'state', 'base']));
+  const out = new Map<string, StoredRecord>();
+  ids.forEach((id, i) => {
+    const state = lines[2 * i] ?? '';
+    let worker = '';
+    try {
+      const base = JSON.parse(lines[2 * i + 1] ?? '') as unknown[];
+      if (typeof base[8] === 'string') worker = base[8].split(':')[0] ?? '';
+    } catch {
+      // no record yet
+    }
+    out.set(id, { state, worker });
+  });
+  return out;
+}
+
 /** A worker holding at least one STARTED job among `ids`, and those jobs. */
 async function busyWorker(ids: string[], workers: Container[]): Promise<{ worker: Container; jobs: string[] }> {
   return waitFor('a worker with a job in flight', 60_000, async () => {
-    const records = await api.records(ids);
+    const records = await storedRecords(ids);
     for (const worker of workers) {
-      const jobs = ids.filter(id => records.get(id)?.state === 'STARTED' && workerHost(records.get(id)) === worker.hostname);
+      const jobs = ids.filter(id => records.get(id)?.state === 'STARTED' && records.get(id)?.worker === worker.hostname);
       if (jobs.length > 0) return { worker, jobs };
     }
     return undefined;
@@ -127,6 +163,27 @@ const pem = name => fs.readFileSync(name);
 })();
 `;
 
+// From inside a taskline container, as one of its own users (the password file never leaves it):
+// AUTH, then EVAL and SCRIPT LOAD, which an app user must not have; one RESP reply each.
+const RESP_PROBE = `
+const tls = require('tls'), fs = require('fs');
+const host = process.env.PROBE_HOST;
+const password = fs.readFileSync(process.env.PROBE_PASSWORD_FILE, 'utf8').replace(/\\r?\\n$/, '');
+const cmd = args => '*' + args.length + '\\r\\n' + args.map(a => '$' + Buffer.byteLength(a) + '\\r\\n' + a + '\\r\\n').join('');
+const s = tls.connect({ host, port: 6379, servername: host, ca: fs.readFileSync('/tls/ca.crt'), cert: fs.readFileSync('/tls/client.crt'), key: fs.readFileSync('/tls/client.key') }, () => {
+  s.write(cmd(['AUTH', process.env.PROBE_USER, password]) + cmd(['EVAL', 'return 1', '0']) + cmd(['SCRIPT', 'LOAD', 'return 1']));
+});
+let d = '', done = false;
+const report = out => { if (!done) { done = true; console.log(JSON.stringify(out)); } s.destroy(); };
+s.on('data', x => {
+  d += x;
+  const lines = d.split('\\r\\n').filter(Boolean);
+  if (lines.length >= 3) report({ auth: lines[0], eval: lines[1], scriptLoad: lines[2] });
+});
+s.on('error', e => report({ auth: 'error ' + (e.code || e.message) }));
+setTimeout(() => report({ auth: 'no reply: ' + d.slice(0, 80) }), 5000).unref();
+`;
+
 // ---- the checks --------------------------------------------------------------------------------
 
 const checks: Check[] = [
@@ -169,8 +226,8 @@ const checks: Check[] = [
       }
       const list = await stack.healthy(180_000);
       const counts = list.reduce<Record<string, number>>((acc, c) => ({ ...acc, [c.service]: (acc[c.service] ?? 0) + 1 }), {});
-      expect(counts).to.deep.equal({ 'redis-broker': 1, 'redis-backend': 1, producer: 1, worker: 2, scheduler: 2 });
-      return `7 containers, up → all healthy in ${seconds(Date.now() - started)}`;
+      expect(counts).to.deep.equal({ 'redis-broker': 1, 'redis-backend': 1, loader: 1, producer: 1, worker: 2, scheduler: 2 });
+      return `${list.length} containers, up → all healthy in ${seconds(Date.now() - started)}`;
     },
   },
   {
@@ -242,7 +299,7 @@ const checks: Check[] = [
     },
   },
   {
-    name: 'jobs enqueued through the HTTP API complete (and the API refuses a request without the token)',
+    name: 'jobs enqueued through the HTTPS API complete (and the API refuses a request without the token)',
     needsStack: true,
     run: async () => {
       expect((await api.request('POST', '/api/v1/jobs', { task: 'add', data: { a: 1, b: 2 } }, false)).status).to.equal(401);
@@ -257,6 +314,78 @@ const checks: Check[] = [
     },
   },
   {
+    name: "the API speaks HTTPS only: a certificate of the deployment's CA naming the address, TLS 1.2+; plain HTTP gets no answer; /healthz alone is open and says only ok",
+    needsStack: true,
+    run: async () => {
+      const [host = '', port = ''] = env('PRODUCER_PORT').split(':');
+      const handshake = await new Promise<{ protocol: string; subject: string }>((resolve, reject) => {
+        const socket = tlsConnect({ host, port: Number(port), ca: readFileSync(path.join(certsDir, 'ca.crt')), minVersion: 'TLSv1.2' }, () => {
+          const result = { protocol: socket.getProtocol() ?? '', subject: socket.getPeerCertificate().subjectaltname ?? '' };
+          socket.end();
+          resolve(result);
+        });
+        socket.once('error', reject);
+        socket.setTimeout(5000, () => socket.destroy(new Error('no TLS handshake within 5 s')));
+      });
+      expect(handshake.protocol).to.match(/^TLSv1\.[23]$/);
+      const plain = await new Promise<string>(resolve => {
+        const socket = netConnect(Number(port), host, () => socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'));
+        let got = '';
+        socket.on('data', chunk => (got += chunk.toString('latin1')));
+        socket.on('close', () => resolve(got));
+        socket.on('error', () => undefined);
+        socket.setTimeout(4000, () => socket.destroy());
+      });
+      expect(plain, 'an answer to plain HTTP').not.to.match(/^HTTP\/1\.1 [23]/);
+      const healthz = await api.request('GET', '/healthz', undefined, false);
+      expect(healthz).to.deep.equal({ status: 200, json: { ok: true } });
+      expect((await api.request('GET', '/api/v1/health', undefined, false)).status, '/api/v1/health without the token').to.equal(401);
+      expect((await api.request('GET', '/metrics', undefined, false)).status, '/metrics without the token').to.equal(401);
+      return `${handshake.protocol}, certificate for ${handshake.subject}; plain HTTP → ${plain ? JSON.stringify(plain.slice(0, 40)) : 'connection closed, no answer'}; anonymous /healthz → {"ok":true}, /api/v1/health and /metrics → 401`;
+    },
+  },
+  {
+    name: 'the loader keeps every script on both servers; the app users run EVALSHA only (EVAL, SCRIPT LOAD refused)',
+    needsStack: true,
+    run: async () => {
+      const loader = await stack.one('loader');
+      const ready = JSON.parse(await nodeIn(loader, "fetch('http://127.0.0.1:9100/readyz').then(async r => console.log(await r.text()))")) as { ok: boolean };
+      expect(ready.ok, 'loader /readyz').to.equal(true);
+      const check = await docker(['exec', loader.id, 'taskline-worker', 'scripts', 'check']);
+      expect(check, 'scripts check').not.to.match(/missing: [1-9]/);
+      const refusals: string[] = [];
+      for (const service of ['producer', 'worker', 'scheduler']) {
+        const c = await stack.one(service);
+        for (const host of ['redis-broker', 'redis-backend']) {
+          const out = JSON.parse(await nodeIn(c, RESP_PROBE, { PROBE_HOST: host, PROBE_USER: service, PROBE_PASSWORD_FILE: `/run/secrets/redis_${service}_password` })) as Record<string, string>;
+          expect(out['auth'], `${service}@${host} AUTH`).to.equal('+OK');
+          expect(out['eval'], `${service}@${host} EVAL`).to.match(/^-NOPERM/);
+          expect(out['scriptLoad'], `${service}@${host} SCRIPT LOAD`).to.match(/^-NOPERM/);
+        }
+        refusals.push(service);
+      }
+      return `${check.trim().split('\n').join('; ')}; EVAL and SCRIPT LOAD refused (NOPERM) for ${refusals.join(', ')} on both servers`;
+    },
+  },
+  {
+    name: 'SCRIPT FLUSH on both servers: the loader puts every script back within its interval, and jobs keep completing',
+    needsStack: true,
+    run: async () => {
+      const loader = await stack.one('loader');
+      const readyz = async (): Promise<boolean> =>
+        (JSON.parse(await nodeIn(loader, "fetch('http://127.0.0.1:9100/readyz').then(async r => console.log(await r.text()))")) as { ok: boolean }).ok;
+      const flushed = Date.now();
+      await stack.redisAdmin('redis-broker', ['SCRIPT', 'FLUSH']);
+      await stack.redisAdmin('redis-backend', ['SCRIPT', 'FLUSH']);
+      const ids = await api.enqueue(Array.from({ length: 20 }, (_, i) => ({ task: 'add', data: { a: i, b: 2000 } })));
+      const records = await api.settle(ids, 60_000);
+      ids.forEach((id, i) => expect(records.get(id)?.result, id).to.equal(i + 2000));
+      const backIn = Date.now() - flushed;
+      expect(await readyz(), 'loader /readyz after the reload').to.equal(true);
+      return `20 of 20 SUCCESS enqueued right after the flush, the last ${seconds(backIn)} after it`;
+    },
+  },
+  {
     name: 'up --scale worker=4 spreads jobs over 4 workers',
     needsStack: true,
     run: async () => {
@@ -264,11 +393,9 @@ const checks: Check[] = [
       const workers = await stack.healthy(120_000, 'worker', 4);
       const ids = await api.enqueue(sleepJobs(80, 300, 'scale'));
       const records = await api.settle(ids, 90_000);
+      for (const r of records.values()) expect(r.state).to.equal('SUCCESS');
       const perWorker = new Map(workers.map(w => [w.hostname, 0]));
-      for (const r of records.values()) {
-        expect(r.state).to.equal('SUCCESS');
-        perWorker.set(workerHost(r), (perWorker.get(workerHost(r)) ?? 0) + 1);
-      }
+      for (const r of (await storedRecords(ids)).values()) perWorker.set(r.worker, (perWorker.get(r.worker) ?? 0) + 1);
       expect(perWorker.size, 'only the 4 workers ran jobs').to.equal(4);
       for (const [host, count] of perWorker) expect(count, `worker ${host}`).to.be.above(0);
       return `80 jobs: ${[...perWorker.values()].join(' / ')} per worker`;
@@ -286,7 +413,8 @@ const checks: Check[] = [
       const records = await api.settle(ids, 120_000);
       const lost = ids.filter(id => records.get(id)?.state !== 'SUCCESS');
       expect(lost, 'jobs not SUCCESS').to.deep.equal([]);
-      const moved = jobs.filter(id => workerHost(records.get(id)) !== worker.hostname);
+      const stored = await storedRecords(jobs);
+      const moved = jobs.filter(id => stored.get(id)?.worker !== worker.hostname);
       expect(moved, 'jobs in flight on the killed worker finished elsewhere').to.deep.equal(jobs);
       const redelivered = Math.max(...jobs.map(id => Date.parse((records.get(id) as JobRecord).finishedAt ?? '')));
       await scaleWorkers(4); // whatever the restart policy did, four again
@@ -308,9 +436,10 @@ const checks: Check[] = [
       expect(after?.exitCode, 'exit code').to.equal(0);
       expect(stoppedIn, 'stop time').to.be.below(graceMs);
       const records = await api.settle(ids, 120_000);
+      const stored = await storedRecords(jobs);
       for (const id of jobs) {
         expect(records.get(id)?.state, id).to.equal('SUCCESS');
-        expect(workerHost(records.get(id)), `${id} finished on the stopped worker`).to.equal(worker.hostname);
+        expect(stored.get(id)?.worker, `${id} finished on the stopped worker`).to.equal(worker.hostname);
         expect(records.get(id)?.attempt, `${id} ran once`).to.equal(1);
       }
       expect(await logsOf(worker.id)).to.match(/Worker draining/).and.match(/"outcome":"drained"/);
@@ -334,11 +463,11 @@ const checks: Check[] = [
       const records = await api.settle(ids, 120_000);
       expect([...records.values()].filter(r => r.state !== 'SUCCESS').length, 'jobs not SUCCESS').to.equal(0);
       const after = await stack.healthy(120_000);
-      for (const c of after.filter(x => x.service === 'producer' || x.service === 'scheduler')) {
+      for (const c of after.filter(x => ['loader', 'producer', 'scheduler'].includes(x.service))) {
         const old = before.find(b => b.id === c.id);
         expect(old?.startedAt, `${c.name} was not restarted`).to.equal(c.startedAt);
       }
-      return `100 jobs acknowledged while no worker ran, broker container replaced (same volume), 100 of 100 SUCCESS; producer and schedulers reconnected in place`;
+      return `100 jobs acknowledged while no worker ran, broker container replaced (same volume), 100 of 100 SUCCESS; the loader reloaded the scripts; loader, producer and schedulers reconnected in place`;
     },
   },
   {
@@ -353,9 +482,10 @@ const checks: Check[] = [
         return count === 1 ? count : undefined;
       });
       const ticks = async (): Promise<number[]> =>
-        (await stack.redisAdmin('redis-backend', ['--scan', '--pattern', 'taskline:result:repeat:beat:tick:*']))
+        // Records are `P:result:{<id>}`, the beat's ids `repeat:beat:<schedule>:<ms>` ({ } are literal in a SCAN glob).
+        (await stack.redisAdmin('redis-backend', ['--scan', '--pattern', 'taskline:result:{repeat:beat:tick:*}']))
           .split('\n')
-          .map(k => Number(/:(\d+)$/.exec(k)?.[1]))
+          .map(k => Number(/:(\d+)\}$/.exec(k)?.[1]))
           .filter(n => Number.isFinite(n) && n > 0)
           .sort((a, b) => a - b);
       const first = await ticks();
@@ -393,15 +523,16 @@ const checks: Check[] = [
   },
   ...badInputChecks(stack),
   {
-    name: 'no secret appears in any container log',
+    name: 'no secret or private key appears in any container log',
     needsStack: true,
     run: async () => {
       const all = await stack.containers(undefined, true);
       for (const c of all) {
         const logs = await logsOf(c.id);
         for (const s of secrets) expect(logs.includes(s), `a secret in the log of ${c.name}`).to.equal(false);
+        expect(/-----BEGIN ([A-Z]+ )?PRIVATE KEY-----/.test(logs), `a private key in the log of ${c.name}`).to.equal(false);
       }
-      return `${all.length} logs, ${secrets.length} secrets looked for`;
+      return `${all.length} logs, ${secrets.length} secrets and any PEM private key looked for`;
     },
   },
   {
@@ -430,4 +561,8 @@ function findCaKeys(dir: string): string[] {
   return out;
 }
 
-process.exitCode = (await runChecks(checks)) ? 0 : 1;
+try {
+  process.exitCode = (await runChecks(checks)) ? 0 : 1;
+} finally {
+  api.close();
+}

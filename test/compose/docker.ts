@@ -100,6 +100,11 @@ export async function inspect(ids: string[]): Promise<Container[]> {
   }));
 }
 
+// The admin's password reaches redis-cli through REDISCLI_AUTH, read inside the container.
+const ADMIN_CLI =
+  'REDISCLI_AUTH="$(cat /run/secrets/redis_admin_password)" exec redis-cli --tls --cacert /tls/ca.crt ' +
+  '--cert /tls/server.crt --key /tls/server.key -h localhost -p 6379 --user admin --no-auth-warning "$@"';
+
 /** The compose project: `docker compose` (v2) or `docker-compose` (v1), whichever the script found. */
 export class Stack {
   readonly #cmd: string[];
@@ -144,10 +149,16 @@ export class Stack {
   /** redis-cli as the admin user, inside a Redis container (TLS, the server's own certificate). */
   async redisAdmin(service: 'redis-broker' | 'redis-backend', args: string[]): Promise<string> {
     const redis = await this.one(service);
-    const script =
-      'REDISCLI_AUTH="$(cat /run/secrets/redis_admin_password)" exec redis-cli --tls --cacert /tls/ca.crt ' +
-      '--cert /tls/server.crt --key /tls/server.key -h localhost -p 6379 --user admin --no-auth-warning "$@"';
-    return docker(['exec', redis.id, 'sh', '-c', script, 'redis-cli', ...args]);
+    return docker(['exec', redis.id, 'sh', '-c', ADMIN_CLI, 'redis-cli', ...args]);
+  }
+
+  /** Many commands through one admin redis-cli (one per line on its stdin); its raw replies, line by line. */
+  async redisAdminBatch(service: 'redis-broker' | 'redis-backend', commands: string[][]): Promise<string[]> {
+    if (commands.length === 0) return [];
+    const redis = await this.one(service);
+    const input = commands.map(c => c.join(' ')).join('\n') + '\n';
+    const out = await docker(['exec', '-i', redis.id, 'sh', '-c', ADMIN_CLI, 'redis-cli'], { input });
+    return out.replace(/\n$/, '').split('\n');
   }
 }
 

@@ -78,8 +78,16 @@ export async function startRedisContainer(
   }
   let port = container.getMappedPort(CONTAINER_PORT);
   let stopping: Promise<void> | undefined;
+  let paused = false;
   const unsupported = (what: string): never => {
     throw new Error(`${what}() is not supported for TASKLINE_TEST_REDIS=container`);
+  };
+  // `docker pause` freezes every process of the container (the cgroup freezer), as SIGSTOP freezes
+  // the local harness' redis-server: connections stay open, and nothing is answered until resume.
+  // Synchronous, like the local harness' pause(), so the freeze is in place when it returns.
+  const dockerSync = (...args: string[]): void => {
+    const result = spawnSync('docker', [...args, container.getId()], { encoding: 'utf8', timeout: 30_000 });
+    if (result.status !== 0) throw new Error(`docker ${args.join(' ')} failed: ${(result.stderr || String(result.error)).trim()}`);
   };
 
   const server: RunningRedis = {
@@ -110,6 +118,7 @@ export async function startRedisContainer(
     stop: () => {
       stopping ??= (async () => {
         try {
+          if (paused) server.resume();
           await container.stop();
         } finally {
           onStopped();
@@ -119,8 +128,16 @@ export async function startRedisContainer(
       return stopping;
     },
     kill: () => unsupported('kill'),
-    pause: () => unsupported('pause'),
-    resume: () => unsupported('resume'),
+    pause: () => {
+      if (paused) return;
+      dockerSync('pause');
+      paused = true;
+    },
+    resume: () => {
+      if (!paused) return;
+      dockerSync('unpause');
+      paused = false;
+    },
     restart: async () => {
       // SIGTERM first (testcontainers' default is an immediate SIGKILL), as the local harness stops
       // its server: Redis closes its clients, so no connection is left half-open behind Docker's proxy.
