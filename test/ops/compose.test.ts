@@ -126,30 +126,47 @@ for (const file of FILES) {
       }
     });
 
-    it('gives every service a health check, Redis by redis-cli --tls ping, ours by their HTTP endpoints', () => {
+    it('gives every service a health check, Redis by redis-cli --tls ping, ours by their HTTP(S) endpoints', () => {
+      // An HTTPS API is probed by the image's own script (docker/healthcheck.mjs), which finds the
+      // port in the command line and pins the certificate to PRODUCER_API_TLS_CERT.
+      const https = (service: Service): boolean => Boolean(environment(service)['PRODUCER_API_TLS_CERT']);
       for (const [name, service] of services) {
         const test = service.healthcheck?.test;
         expect(test, `${name} healthcheck`).to.exist;
         const line = Array.isArray(test) ? test.join(' ') : String(test);
         if (isRedis(service)) {
           expect(line, name).to.match(/redis-cli --tls/).and.match(/ping/).and.match(/REDISCLI_AUTH="\$\$\(cat \/run\/secrets\//);
+        } else if (https(service)) {
+          expect(line, name).to.equal('CMD node /app/healthcheck.mjs');
         } else {
-          expect(line, name).to.match(/fetch\('http:\/\/127\.0\.0\.1:\d+\/(api\/v1\/health|readyz|healthz)'\)/);
+          expect(line, name).to.match(/fetch\('http:\/\/127\.0\.0\.1:\d+\/(readyz|healthz)'\)/);
         }
       }
       // The health checks probe the ports the processes are told to listen on.
-      expect(healthcheckPort(compose.services['producer'] as Service)).to.equal(flag(commandLine(compose.services['producer'] as Service), '--port'));
-      for (const name of ['worker', 'scheduler']) {
+      const producer = compose.services['producer'] as Service;
+      if (!https(producer)) expect(healthcheckPort(producer)).to.equal(flag(commandLine(producer), '--port'));
+      for (const name of ['worker', 'scheduler', 'loader']) {
         const service = compose.services[name] as Service;
         expect(healthcheckPort(service), name).to.equal(flag(commandLine(service), '--metrics-port'));
       }
     });
 
-    it('starts taskline only once both Redis servers are healthy', () => {
+    it('starts taskline only once both Redis servers are healthy, and all but the loader once the scripts are loaded', () => {
       for (const [name, service] of ours) {
         const depends = service.depends_on as Record<string, { condition?: string }>;
         expect(depends?.['redis-broker']?.condition, `${name} → broker`).to.equal('service_healthy');
         expect(depends?.['redis-backend']?.condition, `${name} → backend`).to.equal('service_healthy');
+        if (name !== 'loader') expect(depends?.['loader']?.condition, `${name} → loader`).to.equal('service_healthy');
+      }
+    });
+
+    it('runs the script loader as the loader user, and every app process with REDIS_SCRIPTS=preloaded', () => {
+      const loader = compose.services['loader'] as Service;
+      expect(commandLine(loader)).to.match(/^taskline-\w+ scripts load --watch --metrics-port \d+$/);
+      expect(environment(loader)['REDIS_USERNAME']).to.equal('loader');
+      expect(environment(loader)['RESULT_REDIS_USERNAME']).to.equal('loader');
+      for (const name of ['producer', 'worker', 'scheduler']) {
+        expect(environment(compose.services[name] as Service)['REDIS_SCRIPTS'], name).to.equal('preloaded');
       }
     });
 
@@ -198,8 +215,12 @@ for (const file of FILES) {
     });
 
     if (file.includes('prod')) {
-      it('production: two scheduler replicas, client certificates required, Redis not published on the host', () => {
+      it('production: two scheduler replicas, client certificates required, Redis not published on the host, the API on HTTPS', () => {
         expect(compose.services['scheduler']?.deploy?.replicas).to.equal(2);
+        const producer = environment(compose.services['producer'] as Service);
+        expect(producer['PRODUCER_API_TLS_CERT'], 'PRODUCER_API_TLS_CERT').to.match(/^\/run\/secrets\//);
+        expect(producer['PRODUCER_API_TLS_KEY'], 'PRODUCER_API_TLS_KEY').to.match(/^\/run\/secrets\//);
+        expect(producer['PRODUCER_API_ALLOW_HTTP'], 'PRODUCER_API_ALLOW_HTTP').to.equal(undefined);
         for (const [name, service] of redis) {
           expect(flag(commandLine(service), '--tls-auth-clients'), name).to.equal('yes');
           expect(service.ports, `${name} ports`).to.equal(undefined);
