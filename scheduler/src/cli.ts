@@ -68,13 +68,16 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
         ready: () => {
           const health = scheduler.connections.lastHealth;
           const connectionsOk = health?.ok ?? scheduler.connections.state === 'ready';
+          // A lease step Redis refuses (NOPERM, a script not loaded) means no replica can lead.
+          const leaseError = scheduler.leaseError;
           return {
-            ok: scheduler.state === 'ready' && connectionsOk,
+            ok: scheduler.state === 'ready' && connectionsOk && leaseError === null,
             state: scheduler.state,
             leader: scheduler.isLeader,
             fence: scheduler.fence,
             declared: scheduler.schedule?.entries.length ?? 0,
             connections: connectionsOk ? 'ok' : 'unhealthy',
+            ...(leaseError ? { errors: [`the lease step fails: ${leaseError.message}`] } : {}),
           };
         },
       });

@@ -28,6 +28,8 @@ export interface Scheduler {
   readonly fence: number | null;
   /** The last valid schedule file loaded. */
   readonly schedule: ScheduleFile | null;
+  /** Why the last lease step failed (e.g. NOPERM, a script not loaded), while it keeps failing; `null` once one succeeds. */
+  readonly leaseError: Error | null;
   readonly connections: TasklineConnections;
   readonly metrics: BeatMetrics;
 }
@@ -47,6 +49,7 @@ class BeatScheduler implements Scheduler {
   readonly #registry: QueueRegistry;
   #client: Redis | null = null;
   #lease: LeaderLease | null = null;
+  #leaseError: Error | null = null;
   #watcher: FileWatcher | null = null;
   #state: SchedulerState = 'idle';
   #schedule: ScheduleFile | null = null;
@@ -80,6 +83,9 @@ class BeatScheduler implements Scheduler {
   }
   get schedule(): ScheduleFile | null {
     return this.#schedule;
+  }
+  get leaseError(): Error | null {
+    return this.#leaseError;
   }
 
   async start(): Promise<void> {
@@ -132,8 +138,10 @@ class BeatScheduler implements Scheduler {
           if (left > 0 && left < delay) delay = left + 10;
         }
       }
+      this.#leaseError = null;
     } catch (err) {
       if (lease.fence !== null && !lease.held) this.#steppedDown('lease could not be renewed in time');
+      this.#leaseError = err instanceof Error ? err : new Error(String(err));
       this.#logger.warn('lease step failed', { error: err });
     }
     if (this.#state !== 'ready') return;

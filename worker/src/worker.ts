@@ -14,6 +14,7 @@ import { createJobProcessor } from './job-runner.js';
 import { RevokedJobs } from './revoked-jobs.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
 import { TaskRateLimiter } from './rate-limiter.js';
+import { FetchGuard } from './fetch-guard.js';
 import { RateLimitedLog, refusesWrites } from './write-refusal.js';
 import { cachedDepthSource, WorkerMetrics, type QueueCounts } from './worker-metrics.js';
 
@@ -43,6 +44,7 @@ export class TasklineWorker {
   readonly #metrics: WorkerMetrics;
   readonly #running = new Map<string, Abortable>();
   readonly #workers = new Map<string, Worker>();
+  readonly #fetchGuards = new Map<string, FetchGuard>();
   readonly #runs: Array<Promise<void>> = [];
   #queues: Map<string, Queue> | null = null;
   #results: ResultBackend | null = null;
@@ -160,6 +162,9 @@ export class TasklineWorker {
       });
       // BullMQ waits before its next fetch after an error; the log says so once per window.
       worker.on('error', err => this.#errors.error(`${queue}:${errorKey(err)}`, 'Queue worker error', { queue, error: err }));
+      // BullMQ refetches at once after a refused fetch (NOPERM, a script not loaded, OOM): back off.
+      const guard = new FetchGuard();
+      if (guard.install(worker)) this.#fetchGuards.set(queue, guard);
       this.#workers.set(queue, worker);
       this.#runs.push(
         worker.run().catch((err: unknown) => {
@@ -247,12 +252,14 @@ export class TasklineWorker {
       ),
     );
     const refusing = full.filter((s): s is 'broker' | 'backend' => s !== null);
-    const ok = this.#state === 'ready' && health.ok && consuming && refusing.length === 0;
+    const refusedFetches = [...this.#fetchGuards].flatMap(([queue, guard]) => (guard.failing ? [`queue "${queue}": the broker refuses to hand out jobs: ${guard.failing.message}`] : []));
+    const ok = this.#state === 'ready' && health.ok && consuming && refusing.length === 0 && refusedFetches.length === 0;
     this.#metrics.ready.set(ok ? 1 : 0);
     const failing = [health.broker, health.backend].filter(h => !h.ok).map(h => `${h.label}: ${h.error ?? 'unreachable'}`);
     for (const service of refusing) {
       failing.push(`${service === 'broker' ? 'broker' : 'result backend'}: out of memory (used memory over maxmemory), refusing writes; raise maxmemory or drain it`);
     }
+    failing.push(...refusedFetches);
     return { ok, state: this.#state, broker: health.broker.ok, backend: health.backend.ok, queues, ...(refusing.length ? { refusingWrites: refusing } : {}), ...(failing.length ? { errors: failing } : {}) };
   }
 
@@ -276,6 +283,7 @@ export class TasklineWorker {
     };
     this.#state = 'draining';
     this.#metrics.ready.set(0);
+    for (const guard of this.#fetchGuards.values()) guard.stop();
     log('info', 'Worker draining', { inFlight: this.#running.size, graceMs: o.shutdownGraceMs });
     await this.#startPromise?.catch(() => undefined);
     const workers = [...this.#workers.values()];
