@@ -1,4 +1,5 @@
 import type { Worker } from 'bullmq';
+import { TasklineError } from '@taskline/shared';
 import { backoffDelay, sleep } from '@taskline/shared/internal';
 
 /** Backoff between fetches the broker refuses: 200 ms doubling to 5 s (with jitter). */
@@ -36,7 +37,7 @@ export class FetchGuard {
         this.#lastError = null;
         return job;
       } catch (err) {
-        if (!isLostConnection(err) && !this.#abort.signal.aborted) {
+        if (isRefusal(err) && !this.#abort.signal.aborted) {
           this.#failures += 1;
           this.#lastError = err instanceof Error ? err : new Error(String(err));
           await sleep(backoffDelay(this.#failures, FETCH_BACKOFF), this.#abort.signal);
@@ -53,9 +54,11 @@ export class FetchGuard {
   }
 }
 
-/** What BullMQ itself treats as a lost connection (it waits `runRetryDelay` on those). */
-function isLostConnection(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
-  return err.message === 'Connection is closed.' || err.message.includes('ECONNREFUSED') || code === 'ECONNREFUSED';
+/**
+ * An answer of Redis refusing the fetch (an error reply, or taskline's sentence for one). Lost
+ * connections and timeouts pace themselves (BullMQ waits on the former, the latter take their
+ * timeout), and readiness already covers them through the health check.
+ */
+function isRefusal(err: unknown): boolean {
+  return err instanceof TasklineError || (err instanceof Error && err.name === 'ReplyError');
 }
