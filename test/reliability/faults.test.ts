@@ -37,11 +37,15 @@ describe('reliability under faults (short)', function () {
   });
 
   it('the broker frozen (SIGSTOP) past the command timeout recovers after SIGCONT without help', async function () {
-    check(await cases.brokerPause(SMALL));
+    const summary = await cases.brokerPause(SMALL);
+    check(summary);
+    expect(summary['enqueueCallsFailed'], 'the enqueue during the freeze timed out (the broker was frozen)').to.equal(1);
   });
 
   it('connections killed server-side (CLIENT KILL) are re-made and workers are ready again', async function () {
-    check(await cases.clientKill(SMALL, 2));
+    const summary = await cases.clientKill(SMALL, 2);
+    check(summary);
+    expect(summary['connectionsKilled'], 'connections killed by CLIENT KILL').to.be.greaterThan(0);
   });
 
   it('the result backend down while jobs run: no result lost, every job ends SUCCESS once it is back, /readyz 503 meanwhile', async function () {
@@ -52,7 +56,9 @@ describe('reliability under faults (short)', function () {
   });
 
   it('the broker connections cut by the network (TCP proxy) are recovered', async function () {
-    check(await cases.networkCut(SMALL, 2));
+    const summary = await cases.networkCut(SMALL, 2);
+    check(summary);
+    expect(summary['connectionsCut'], 'connections cut by the proxy').to.be.greaterThan(0);
   });
 
   it('load: jobs from the HTTP API and the library through 4 worker processes, connections bounded', async function () {
