@@ -134,13 +134,14 @@ function rssMb(pid: number): number {
 
 /**
  * Runs isolated busy loops killed at their hard limit through a worker process (the bin), and
- * reads the worker's RSS after a warm-up and after `jobs` more kills.
+ * reads the worker's RSS after a warm-up and after every `every` of `jobs` more kills. `task`:
+ * `spin` (child processes, 1 s hard limit) or `spin-thread` (worker threads, 200 ms).
  */
 export async function isolatedKillRss(
   redis: RedisPair,
   prefix: string,
-  size: { warmUp: number; jobs: number },
-): Promise<{ before: number; after: number; records: JobResultRecord[] }> {
+  size: { warmUp: number; jobs: number; every?: number; task?: 'spin' | 'spin-thread' },
+): Promise<{ before: number; after: number; series: number[]; records: JobResultRecord[] }> {
   const child = spawn(process.execPath, [WORKER_BIN, 'start', '--tasks', MODEL_TASKS, '--metrics-port', '0', '--concurrency', '4'], {
     env: { PATH: process.env['PATH'] ?? '', ...redis.env, TASKLINE_PREFIX: prefix, LOG_FORMAT: 'json', LOG_LEVEL: 'error', TASKLINE_ISOLATED_POOL_SIZE: '4' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -152,16 +153,23 @@ export async function isolatedKillRss(
   const producer = client(redis.env, prefix);
   try {
     const batch = async (n: number): Promise<JobResultRecord[]> => {
-      const ids = (await producer.producer.enqueueBulk(Array.from({ length: n }, () => ({ task: 'spin-thread', data: { ms: 5000 } })))).map(r => r.id);
+      const ids = (await producer.producer.enqueueBulk(Array.from({ length: n }, () => ({ task: size.task ?? 'spin-thread', data: { ms: 5000 } })))).map(r => r.id);
       return Promise.all(ids.map(id => producer.waitFor(id, 600_000)));
     };
     await batch(size.warmUp);
     const before = rssMb(child.pid ?? 0);
-    const records = await batch(size.jobs);
-    const after = rssMb(child.pid ?? 0);
-    console.log(`      worker RSS after ${size.warmUp} warm-up kills ${before} MB, after ${size.jobs} more ${after} MB`);
+    // RSS after every `every` kills: a leak grows with each step, allocator arenas level off.
+    const every = size.every ?? size.jobs;
+    const series = [before];
+    const records: JobResultRecord[] = [];
+    for (let done = 0; done < size.jobs; done += every) {
+      records.push(...(await batch(Math.min(every, size.jobs - done))));
+      series.push(rssMb(child.pid ?? 0));
+    }
+    const after = series.at(-1) ?? before;
+    console.log(`      worker RSS after ${size.warmUp} warm-up kills ${before} MB, then every ${every} kills: ${series.slice(1).join(', ')} MB`);
     if (/Uncaught|unhandled/i.test(output.join(''))) throw new Error(`the worker logged an uncaught error:\n${output.join('')}`);
-    return { before, after, records };
+    return { before, after, series, records };
   } finally {
     child.kill('SIGTERM');
     await exited;

@@ -184,7 +184,7 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
 
     it('a worker whose isolated handlers are killed at their hard limit keeps a flat RSS (10 kills; 100 in pnpm test:faults)', async function () {
       this.timeout(240_000);
-      const { before, after, records } = await isolatedKillRss(redis, prefix, { warmUp: 3, jobs: 10 });
+      const { before, after, records } = await isolatedKillRss(redis, prefix, { warmUp: 3, jobs: 10, task: 'spin' });
       expect(records.every(r => r.state === 'FAILURE' && r.error?.type === 'TimeLimitError'), 'every spin killed at its hard limit').to.equal(true);
       expect(after - before, `RSS ${before} → ${after} MB`).to.be.below(40);
     });
