@@ -127,16 +127,9 @@ export function buildCli(args: string[], cli: CliContext, env: Env = process.env
         const producer = await startWithRetry({
           stop: cli.stop,
           logger,
-          attempt: async () => {
-            const candidate = producerFrom(argv, logger);
-            try {
-              await candidate.connect();
-              return candidate;
-            } catch (err) {
-              await candidate.close().catch(() => undefined);
-              throw err;
-            }
-          },
+          create: () => producerFrom(argv, logger),
+          start: candidate => candidate.connect(),
+          discard: candidate => candidate.close(),
         });
         if (!producer) return;
         try {

@@ -1,8 +1,23 @@
 import yargs from 'yargs';
 import { RedisConnection } from 'bullmq';
 import { createConnections, createLogger, resolveRoutes } from '@taskline/shared';
-import { connectionOptionsFromFlags, healthCommand, scriptsCommand, parseIntegerSetting, resolvePrefix, startOpsServer, withConnectionFlags, type OpsServer } from '@taskline/shared/internal';
-import { aborted, defaultExitCode, EXIT_USAGE, failUsage, startWithRetry, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
+import {
+  aborted,
+  connectionOptionsFromFlags,
+  defaultExitCode,
+  EXIT_USAGE,
+  failUsage,
+  healthCommand,
+  resolveMetricsPort,
+  resolvePrefix,
+  scriptsCommand,
+  startOpsServer,
+  startWithRetry,
+  withConnectionFlags,
+  type CliContext,
+  type OpsServer,
+  type RunCliOptions,
+} from '@taskline/shared/internal';
 import { describeSchedules, formatScheduleStatus } from './list.js';
 import { nextRuns, formatInZone } from './next-runs.js';
 import { loadScheduleFile, ScheduleFileError } from './schedule-file.js';
@@ -26,25 +41,15 @@ interface StartArgs {
 /** Runs a beat replica until the first signal; a second one exits at once. Resolves with the exit code. */
 async function start(argv: StartArgs, cli: CliContext, env: Record<string, string | undefined>): Promise<number> {
   const logger = createLogger({ component: 'scheduler', env });
-  const metricsPort =
-    parseIntegerSetting('--metrics-port', argv['metrics-port'], { min: 0, max: 65_535 }) ??
-    parseIntegerSetting('TASKLINE_METRICS_PORT', env['TASKLINE_METRICS_PORT'], { min: 0, max: 65_535 }) ??
-    DEFAULT_METRICS_PORT;
+  const metricsPort = resolveMetricsPort(argv['metrics-port'], env, DEFAULT_METRICS_PORT);
   // Settings and files are read afresh at each attempt: a Redis that comes up, or a secret or
   // certificate fixed on disk, lets the beat start without a restart (a bad schedule file does not).
   const started = await startWithRetry({
     stop: cli.stop,
     logger,
-    attempt: async () => {
-      const candidate = createScheduler({ schedulePath: argv.schedule, connection: connectionOptionsFromFlags(argv), logger, env });
-      try {
-        await candidate.start();
-        return candidate;
-      } catch (err) {
-        await candidate.close().catch(() => undefined);
-        throw err;
-      }
-    },
+    create: () => createScheduler({ schedulePath: argv.schedule, connection: connectionOptionsFromFlags(argv), logger, env }),
+    start: candidate => candidate.start(),
+    discard: candidate => candidate.close(),
   });
   if (!started) return 0;
   const scheduler = started;

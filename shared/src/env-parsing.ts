@@ -19,6 +19,12 @@ export function parseIntegerSetting(
   return value;
 }
 
+/** The ops server's port: `--metrics-port`, else `TASKLINE_METRICS_PORT`, else the bin's default (0 picks a free one). */
+export function resolveMetricsPort(flag: number | undefined, env: Record<string, string | undefined>, fallback: number): number {
+  const range = { min: 0, max: 65_535 };
+  return parseIntegerSetting('--metrics-port', flag, range) ?? parseIntegerSetting('TASKLINE_METRICS_PORT', env['TASKLINE_METRICS_PORT'], range) ?? fallback;
+}
+
 const TRUE = new Set(['true', '1', 'yes', 'on']);
 const FALSE = new Set(['false', '0', 'no', 'off']);
 

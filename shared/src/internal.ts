@@ -29,7 +29,7 @@ export { ConnectionMetrics, getOrCreateCounter, getOrCreateGauge, getOrCreateHis
 export { healthCommand, runHealthCheck, formatHealthLine, formatHealthReport, withConnectionFlags, connectionOptionsFromFlags } from './health-command.js';
 export { startOpsServer } from './ops-server.js';
 export type { OpsServer, OpsServerOptions, ReadinessReport } from './ops-server.js';
-export { parseIntegerSetting, parseBooleanSetting } from './env-parsing.js';
+export { parseIntegerSetting, parseBooleanSetting, resolveMetricsPort } from './env-parsing.js';
 export { ResultBackend, isFinalAnswer, retryUntilDeadline } from './result-backend.js';
 export type { ResultBackendOptions, TransitionOp, TransitionAnswer, RevokeAnswer } from './result-backend.js';
 export { recordKeys, decodeRecord, encodeBase } from './job-record.js';

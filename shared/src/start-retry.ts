@@ -18,8 +18,12 @@ export function canStartLater(err: unknown): boolean {
 }
 
 export interface StartRetryOptions<T> {
-  /** One attempt: builds and starts the component (reading its settings and files afresh). */
-  attempt(n: number): Promise<T>;
+  /** Builds the component for one attempt (reading its settings and files afresh). */
+  create(): T;
+  /** Starts it; if this throws, the candidate is discarded before the next attempt. */
+  start(candidate: T): Promise<unknown>;
+  /** Closes a candidate whose start failed (its own errors are ignored). */
+  discard(candidate: T): Promise<unknown>;
   /** Ends the loop (the process is stopping): the promise resolves `null`. */
   stop: AbortSignal;
   logger: Logger;
@@ -42,7 +46,7 @@ export async function startWithRetry<T>(options: StartRetryOptions<T>): Promise<
   for (let n = 1; ; n++) {
     if (options.stop.aborted) return null;
     try {
-      const started = await options.attempt(n);
+      const started = await attemptOnce(options);
       options.onCause?.(null);
       if (n > 1) options.logger.info('Started after the cause was fixed', { attempts: n });
       return started;
@@ -62,5 +66,16 @@ export async function startWithRetry<T>(options: StartRetryOptions<T>): Promise<
       lastCause = cause;
       await sleep(delay, options.stop);
     }
+  }
+}
+
+async function attemptOnce<T>(options: StartRetryOptions<T>): Promise<T> {
+  const candidate = options.create();
+  try {
+    await options.start(candidate);
+    return candidate;
+  } catch (err) {
+    await options.discard(candidate).catch(() => undefined);
+    throw err;
   }
 }

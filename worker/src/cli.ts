@@ -1,8 +1,19 @@
 import yargs from 'yargs';
 import { RedisConnection } from 'bullmq';
 import { createLogger, createMetricsRegistry } from '@taskline/shared';
-import { connectionOptionsFromFlags, healthCommand, scriptsCommand, parseIntegerSetting, startOpsServer, withConnectionFlags, type OpsServer } from '@taskline/shared/internal';
-import { failUsage, startWithRetry, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
+import {
+  connectionOptionsFromFlags,
+  failUsage,
+  healthCommand,
+  resolveMetricsPort,
+  scriptsCommand,
+  startOpsServer,
+  startWithRetry,
+  withConnectionFlags,
+  type CliContext,
+  type OpsServer,
+  type RunCliOptions,
+} from '@taskline/shared/internal';
 import { loadTaskModule } from './task-module.js';
 import { createWorker, type CloseOutcome, type TasklineWorker } from './worker.js';
 
@@ -21,10 +32,7 @@ interface StartArgs {
 /** Runs until the first signal, then drains; a second signal forces. Resolves with the exit code. */
 async function start(argv: StartArgs, cli: CliContext, env: Record<string, string | undefined>): Promise<number> {
   const logger = createLogger({ component: 'worker', env });
-  const metricsPort =
-    parseIntegerSetting('--metrics-port', argv['metrics-port'], { min: 0, max: 65_535 }) ??
-    parseIntegerSetting('TASKLINE_METRICS_PORT', env['TASKLINE_METRICS_PORT'], { min: 0, max: 65_535 }) ??
-    DEFAULT_METRICS_PORT;
+  const metricsPort = resolveMetricsPort(argv['metrics-port'], env, DEFAULT_METRICS_PORT);
   const tasks = await loadTaskModule(argv.tasks);
   const queues = argv.queues?.split(',').map(q => q.trim()).filter(Boolean);
   // One registry and one ops server for the process, up before the worker: while it cannot
@@ -49,8 +57,8 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
       stop: cli.stop,
       logger,
       onCause: c => (cause = c),
-      attempt: async () => {
-        const candidate = createWorker({
+      create: () =>
+        createWorker({
           tasks,
           logger,
           env,
@@ -59,15 +67,9 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
           ...(queues ? { queues } : {}),
           ...(argv.concurrency === undefined ? {} : { concurrency: argv.concurrency }),
           ...(argv.isolation === undefined ? {} : { isolation: argv.isolation as 'none' | 'process' | 'thread' }),
-        });
-        try {
-          await candidate.start();
-          return candidate;
-        } catch (err) {
-          await candidate.close({ force: true }).catch(() => undefined);
-          throw err;
-        }
-      },
+        }),
+      start: candidate => candidate.start(),
+      discard: candidate => candidate.close({ force: true }),
     });
   } catch (err) {
     await ops.close();

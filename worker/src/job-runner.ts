@@ -49,29 +49,14 @@ export function createJobProcessor(deps: JobRunnerDeps) {
   const { tasks, queue, metrics } = deps;
   const known = [...tasks.tasks.keys()];
   const misrouted = new Set<string>();
-  const backoffs = new Map<string, ReturnType<typeof encodeBackoff>>();
-  const backoffOf = (task: ResolvedTask): ReturnType<typeof encodeBackoff> => {
-    let b = backoffs.get(task.name);
-    if (!b) backoffs.set(task.name, (b = encodeBackoff(task.backoff)));
-    return b;
-  };
-  // Label-bound metric children, made once: looking labels up per job is measurable.
+  // Made once per task (or label set) and kept: building these per job is measurable.
+  const backoffOf = perKey((task: ResolvedTask) => encodeBackoff(task.backoff));
   const latency = metrics.latency.labels({ queue });
   const active = metrics.active.labels({ queue });
   const overrunning = metrics.overrunning.labels({ queue });
-  const perTask = new Map<string, AttemptMetrics>();
-  const attemptMetrics = (task: string): AttemptMetrics => {
-    let m = perTask.get(task);
-    if (!m) perTask.set(task, (m = { active, overrunning, duration: metrics.duration.labels({ task, queue }) }));
-    return m;
-  };
-  const outcomes = new Map<string, ReturnType<typeof metrics.jobs.labels>>();
-  const count = (task: string, outcome: 'success' | 'failure' | 'retry' | 'revoked'): void => {
-    const key = `${task}\n${outcome}`;
-    let child = outcomes.get(key);
-    if (!child) outcomes.set(key, (child = metrics.jobs.labels({ task, queue, outcome })));
-    child.inc();
-  };
+  const attemptMetrics = perKey((task: string): AttemptMetrics => ({ active, overrunning, duration: metrics.duration.labels({ task, queue }) }));
+  const outcomeCounter = perKey((task: string) => perKey((outcome: Outcome) => metrics.jobs.labels({ task, queue, outcome })));
+  const count = (task: string, outcome: Outcome): void => outcomeCounter(task)(outcome).inc();
 
   /** Makes the broker agree with the record: returns (completed) or throws (failed / retried). */
   function agree(answer: TransitionAnswer, intended: Intended, job: Job, task: string, thrown: unknown, logger: () => Logger): null {
@@ -272,4 +257,16 @@ function progressOf(outcome: { progress?: unknown }): { progress?: unknown } {
 function errorInfo(thrown: unknown): JobErrorInfo {
   const info = toJobErrorInfo(thrown);
   return { type: info.type, message: scrubSecrets(info.message), stack: info.stack === null ? null : scrubSecrets(info.stack) };
+}
+
+type Outcome = 'success' | 'failure' | 'retry' | 'revoked';
+
+/** `make(key)` once per key, then the same value. */
+function perKey<K, T>(make: (key: K) => T): (key: K) => T {
+  const made = new Map<K, T>();
+  return key => {
+    let value = made.get(key);
+    if (value === undefined) made.set(key, (value = make(key)));
+    return value;
+  };
 }
