@@ -3,4 +3,3 @@
  * unit tests of the leader lease). No compatibility promise: applications import `@taskline/scheduler`.
  */
 export { LeaderLease } from './leader-lease.js';
-export type { LeaderLeaseOptions } from './leader-lease.js';

@@ -7,4 +7,3 @@ export { resolveWorkerOptions } from './options.js';
 export type { ResolvedWorkerOptions } from './options.js';
 export { tasklineBackoffStrategy, TASKLINE_BACKOFF_TYPE } from './backoff.js';
 export { WorkerMetrics } from './worker-metrics.js';
-export type { JobOutcome } from './worker-metrics.js';
