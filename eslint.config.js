@@ -2,7 +2,7 @@
 // no reaching into another package's src/, type-only imports marked as such.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
-import importX from 'eslint-plugin-import-x';
+import importX, { createNodeResolver } from 'eslint-plugin-import-x';
 
 export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', 'coverage/**', '**/*.cjs'] },
@@ -14,6 +14,13 @@ export default tseslint.config(
       parserOptions: { projectService: { allowDefaultProject: ['*.js', 'worker/examples/*.ts', 'scheduler/examples/*.ts'] }, tsconfigRootDir: import.meta.dirname },
     },
     plugins: { 'import-x': importX },
+    // Sources import `./x.js` and mean `./x.ts`: without this alias no import resolves and
+    // import-x/no-cycle passes every cycle (test/ops/lint-guards.test.ts plants one).
+    settings: {
+      'import-x/extensions': ['.ts', '.js'],
+      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
+      'import-x/resolver-next': [createNodeResolver({ extensionAlias: { '.js': ['.ts', '.js'] }, conditionNames: ['types', 'import', 'default'] })],
+    },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE, LEASE_RELEASE, LEASE_RENEW, evalScript } from '@taskline/shared/internal';
+import { evalScript } from '@taskline/shared/internal';
+import { LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE, LEASE_RELEASE, LEASE_RENEW } from './lease-scripts.js';
 
 /**
  * The beat's leader lease: one key per prefix, `<prefix>::beat:lease`, holding the leader's random

@@ -6,6 +6,7 @@ import {
   type ErrorKind,
   type ServiceRole,
 } from './errors.js';
+import { scrubSecrets } from './secret.js';
 
 /** Where a failed connection was going; used to word the error. */
 export interface ConnectionTarget {
@@ -296,11 +297,4 @@ export function errorKind(err: unknown): ErrorKind {
   if (err instanceof ConnectionError) return err.kind;
   const key = lookupKey(err);
   return (key && RULES[key]?.kind) || 'network';
-}
-
-const URL_CREDENTIALS = /(rediss?:\/\/)([^@/\s]*)@/gi;
-
-/** Removes credentials from any redis URL in a string. */
-export function scrubSecrets(text: string): string {
-  return text.replace(URL_CREDENTIALS, '$1***@');
 }

@@ -1,7 +1,6 @@
 import winston from 'winston';
 import { ConfigError } from './errors.js';
-import { scrubSecrets } from './error-mapping.js';
-import { Secret } from './secret.js';
+import { Secret, scrubSecrets } from './secret.js';
 
 export type Logger = winston.Logger;
 

@@ -1,6 +1,8 @@
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { TasklineError } from './errors.js';
 import { toConnectionError } from './error-mapping.js';
-import { BEAT_LEASE_SCRIPTS } from './beat-lease-scripts.js';
 import type { TasklineConnections } from './connections.js';
 import type { Logger } from './logger.js';
 import { RESULT_BACKEND_SCRIPTS } from './record-scripts.js';
@@ -48,9 +50,51 @@ export function bullmqScripts(redisConnection: unknown): LuaScript[] {
   return found;
 }
 
-/** The broker gets BullMQ's scripts and the beat's; the result backend gets the job state machine. */
-export function scriptCatalog(redisConnection: unknown): ScriptCatalog {
-  return { broker: [...bullmqScripts(redisConnection), ...BEAT_LEASE_SCRIPTS], backend: [...RESULT_BACKEND_SCRIPTS] };
+/**
+ * The scripts one package adds to the catalog, exported as `TASKLINE_SCRIPTS` from its `/scripts`
+ * subpath (the beat's lease lives in @taskline/scheduler, not here).
+ */
+export interface ScriptContribution {
+  package: string;
+  broker: readonly LuaScript[];
+  backend: readonly LuaScript[];
+}
+
+/** Packages that may contribute scripts; each is looked for beside the bin and the working directory. */
+const CONTRIBUTORS = ['@taskline/scheduler/scripts'] as const;
+
+/**
+ * The contributions of the taskline packages installed beside this process (the image installs
+ * every bin, so its loader knows every script). Read when a scripts command runs, never at import.
+ */
+export async function installedScriptContributions(bases: readonly string[] = [process.argv[1] ?? '', join(process.cwd(), 'index.js')]): Promise<ScriptContribution[]> {
+  const found: ScriptContribution[] = [];
+  for (const specifier of CONTRIBUTORS) {
+    const path = resolveFrom(bases, specifier);
+    if (path === null) continue;
+    const mod = (await import(pathToFileURL(path).href)) as { TASKLINE_SCRIPTS?: ScriptContribution };
+    if (mod.TASKLINE_SCRIPTS) found.push(mod.TASKLINE_SCRIPTS);
+  }
+  return found;
+}
+
+function resolveFrom(bases: readonly string[], specifier: string): string | null {
+  for (const base of bases.filter(Boolean)) {
+    try {
+      return createRequire(base).resolve(specifier);
+    } catch {
+      // not installed beside this base
+    }
+  }
+  return null;
+}
+
+/** The broker gets BullMQ's scripts and the contributions'; the result backend the job state machine and theirs. */
+export function scriptCatalog(redisConnection: unknown, contributions: readonly ScriptContribution[] = []): ScriptCatalog {
+  return {
+    broker: [...bullmqScripts(redisConnection), ...contributions.flatMap(c => c.broker)],
+    backend: [...RESULT_BACKEND_SCRIPTS, ...contributions.flatMap(c => c.backend)],
+  };
 }
 
 async function missingOn(service: RedisService, scripts: readonly LuaScript[]): Promise<LuaScript[]> {

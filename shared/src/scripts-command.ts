@@ -5,7 +5,7 @@ import type { ConnectionOptions } from './config.js';
 import { createConnections, type TasklineConnections } from './connections.js';
 import { connectionOptionsFromFlags, withConnectionFlags } from './health-command.js';
 import { createLogger } from './logger.js';
-import { checkScripts, loadScripts, scriptCatalog, watchScripts, type ScriptCatalog, type ScriptReport, type ScriptWatchState } from './script-loader.js';
+import { checkScripts, installedScriptContributions, loadScripts, scriptCatalog, watchScripts, type ScriptCatalog, type ScriptReport, type ScriptWatchState } from './script-loader.js';
 import { startOpsServer, type OpsServer } from './ops-server.js';
 
 type Out = (line: string) => void;
@@ -136,7 +136,7 @@ function usageError(message: string): void {
  * `RedisConnection` from the bin's own bullmq import, so the scripts are that BullMQ's.
  */
 export function scriptsCommand(redisConnection: unknown): CommandModule<object, Flags> {
-  const catalog = (): ScriptCatalog => scriptCatalog(redisConnection);
+  const catalog = async (): Promise<ScriptCatalog> => scriptCatalog(redisConnection, await installedScriptContributions());
   return {
     command: 'scripts <action>',
     describe: "Load, check or list the Lua scripts taskline and BullMQ run (for REDIS_SCRIPTS=preloaded; run as the loader ACL user)",
@@ -160,7 +160,7 @@ export function scriptsCommand(redisConnection: unknown): CommandModule<object, 
       }
       let all: ScriptCatalog;
       try {
-        all = catalog();
+        all = await catalog();
       } catch (err) {
         console.error(err instanceof Error ? err.message : String(err));
         process.exitCode = 1;

@@ -24,3 +24,10 @@ export class Secret {
     return `Secret(${REDACTED})`;
   }
 }
+
+const URL_CREDENTIALS = /(rediss?:\/\/)([^@/\s]*)@/gi;
+
+/** Removes credentials from any redis URL in a string. */
+export function scrubSecrets(text: string): string {
+  return text.replace(URL_CREDENTIALS, '$1***@');
+}

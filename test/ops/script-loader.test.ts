@@ -68,6 +68,17 @@ describe('ops: preloaded scripts and the loader', function () {
     expect(after.stdout).to.match(/^ok {3}result backend 127\.0\.0\.1:\d+: all 2 scripts loaded$/m);
   });
 
+  it("every bin's catalog holds the beat's lease scripts, which @taskline/scheduler contributes", async () => {
+    for (const bin of ['worker', 'producer', 'scheduler'] as const) {
+      const list = await acl.runBin(bin, ['scripts', 'list'], 'loader');
+      expect(list.code, list.stderr).to.equal(0);
+      for (const name of ['beat:acquire', 'beat:renew', 'beat:check', 'beat:release', 'beat:fencedHashWrite']) {
+        expect(list.stdout, `${bin} lists ${name}`).to.match(new RegExp(`^broker [0-9a-f]{40} ${name}$`, 'm'));
+      }
+      expect(list.stdout).to.match(/^backend [0-9a-f]{40} transition$/m);
+    }
+  });
+
   it('a process whose scripts are missing waits for the loader, then carries on; past REDIS_SCRIPTS_WAIT_MS it fails naming the fix', async () => {
     await flushScripts();
     const impatient = producerAs({ scriptWaitMs: 300 });

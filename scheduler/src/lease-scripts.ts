@@ -1,10 +1,9 @@
-import { luaScript, type LuaScript } from './script-policy.js';
+import { luaScript, type LuaScript } from '@taskline/shared/internal';
 
 /**
- * The beat's leader lease as Lua, one compare-and-set each (scheduler/src/leader-lease.ts drives
- * them). They live here, beside the result backend's scripts, so the script loader of every bin
- * (`taskline-<bin> scripts load`) knows every script taskline runs. Their keys are the beat's own
- * (lease, fence, owned schedules), which only the scheduler ACL user may touch.
+ * The beat's leader lease as Lua, one compare-and-set each (leader-lease.ts drives them). The
+ * script loader of every bin finds them through `@taskline/scheduler/scripts` (scripts.ts). Their
+ * keys are the beat's own (lease, fence, owned schedules), which only the scheduler ACL user may touch.
  */
 
 // KEYS[1] lease, KEYS[2] fence; ARGV[1] token, ARGV[2] ttl ms → fence number, or 0 when held by another.
