@@ -67,11 +67,10 @@ const REQUIRED_FIELDS = BASE_FIELDS.indexOf('updatedAt') + 1;
 
 /** A base as stored: the values in `BASE_FIELDS` order; absent is `null`, a flag is `1` or `0`. */
 export function encodeBase(b: RecordBase): string {
-  return JSON.stringify(BASE_FIELDS.map(f => {
-    const v = b[f];
-    return typeof v === 'boolean' ? (v ? 1 : 0) : (v ?? null);
-  }));
+  return JSON.stringify(BASE_FIELDS.map(f => storedValue(b[f])));
 }
+
+const storedValue = (v: RecordBase[BaseField]): string | number | null => (typeof v === 'boolean' ? (v ? 1 : 0) : (v ?? null));
 
 function decodeBase(text: string | undefined): RecordBase | undefined {
   const values = parse<unknown[]>(text);
