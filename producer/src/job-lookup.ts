@@ -1,6 +1,6 @@
 import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { type JobResultRecord, type JobState } from '@taskline/shared';
+import { isTerminalState, type JobResultRecord, type JobState } from '@taskline/shared';
 import { toJobErrorInfo } from '@taskline/shared/internal';
 
 /** A job as the broker holds it, when it has no record yet (records are written from STARTED on). */
@@ -13,7 +13,20 @@ export interface BrokerJob {
   finished: boolean;
 }
 
-const PENDING_STATES = new Set(['waiting', 'prioritized', 'delayed', 'paused', 'waiting-children']);
+/**
+ * What a job without a record reads as, by its BullMQ state. `completed` is absent: a job's
+ * SUCCESS record is stored before the broker completes it, so a completed job without one has
+ * outlived its record.
+ */
+const STATE_ON_BROKER: ReadonlyMap<string, JobState> = new Map([
+  ['waiting', 'PENDING'],
+  ['prioritized', 'PENDING'],
+  ['delayed', 'PENDING'],
+  ['paused', 'PENDING'],
+  ['waiting-children', 'PENDING'],
+  ['active', 'STARTED'],
+  ['failed', 'FAILURE'],
+]);
 
 /**
  * Finds a job on the broker by id across the given queues (one EXISTS each, in one round trip).
@@ -42,7 +55,8 @@ export async function findOnBroker(
   const job = await Job.fromId(q, id);
   if (!job) return null;
   const brokerState = await job.getState();
-  return { queue: name, job, brokerState, finished: brokerState === 'completed' || brokerState === 'failed' };
+  const state = STATE_ON_BROKER.get(brokerState);
+  return { queue: name, job, brokerState, finished: brokerState === 'completed' || (state !== undefined && isTerminalState(state)) };
 }
 
 /**
@@ -52,11 +66,8 @@ export async function findOnBroker(
  */
 export function recordFromBroker(found: BrokerJob): JobResultRecord | null {
   const { job, queue, brokerState } = found;
-  let state: JobState;
-  if (PENDING_STATES.has(brokerState)) state = 'PENDING';
-  else if (brokerState === 'active') state = 'STARTED';
-  else if (brokerState === 'failed') state = 'FAILURE';
-  else return null;
+  const state = STATE_ON_BROKER.get(brokerState);
+  if (state === undefined) return null;
   const enqueuedAt = new Date(job.timestamp).toISOString();
   const record: JobResultRecord = {
     id: job.id ?? '',

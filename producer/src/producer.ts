@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client';
 import { Queue } from 'bullmq';
 import { ClosedError, ConnectionError, TasklineError, createConnections, isTerminalState, resolveConnectionOptions, type HealthReport, type JobEvent, type JobResultRecord, type LifecycleState, type Logger, type TasklineConnections } from '@taskline/shared';
-import { QueueRegistry, ResultBackend, isJobId, toConnectionError } from '@taskline/shared/internal';
+import { QueueRegistry, ResultBackend, canTransition, isJobId, toConnectionError } from '@taskline/shared/internal';
 import { closeInOrder, isResolvedConnectionOptions, withTimeout } from '@taskline/shared/internal';
 import { addJobs, EnqueueBulkError, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
 import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
@@ -263,7 +263,7 @@ export class Producer {
     await this.#ready();
     const record = await this.#results.get(id);
     if (record && isTerminalState(record.state)) return record;
-    // Only a record ends a wait: a job the broker failed without one gets it from a worker's sweep.
+    // Only a record ends a wait: a job the broker failed without one gets it from a worker's failed-job settler.
     // The broker only tells an unknown id apart: if it cannot answer now, the (bounded) wait goes on.
     if (!record && !(await this.#findOnBroker(id).catch(() => 'unreachable')) && !(await this.#results.get(id))) {
       throw new JobNotFoundError(id, ' in the result backend or on the broker');
@@ -298,17 +298,17 @@ export class Producer {
     if (!isJobId(id)) throw new JobNotFoundError(id, ' (it is not a job id)');
     await this.#ready();
     const record = await this.#results.get(id);
-    if (record?.state === 'SUCCESS' || record?.state === 'FAILURE') {
+    if (record?.state === 'REVOKED') return record;
+    if (record && !canTransition(record.state, 'REVOKED')) {
       throw new JobStateError(id, record.state, `Job ${id} already finished (${record.state}); there is nothing to revoke.`);
     }
-    if (record?.state === 'REVOKED') return record;
     const found = record ? null : await this.#findOnBroker(id);
     if (!record && !found) {
       // It may have ended and left the broker between the two reads: its record, written first, says how.
       if (await this.#results.get(id)) return this.revoke(id, reason);
       throw new JobNotFoundError(id, ' in the result backend or on the broker');
     }
-    // A job the broker failed before any record was stored (its worker lost, a sweep not yet
+    // A job the broker failed before any record was stored (its worker lost, a settle pass not yet
     // run) has no outcome yet: the compare-and-set below decides, as for any job not ended.
     if (found?.brokerState === 'completed') {
       throw new JobStateError(id, found.brokerState, `Job ${id} already ${found.brokerState}; there is nothing to revoke.`);

@@ -7,7 +7,7 @@
 export type ServiceRole = 'broker' | 'backend';
 
 /** The kind used to label connection-error metrics and to decide on retries. */
-export type ErrorKind = 'network' | 'auth' | 'tls' | 'config' | 'pool' | 'protocol' | 'memory';
+export type ErrorKind = 'network' | 'auth' | 'tls' | 'config' | 'protocol' | 'memory';
 
 export const SERVICE_LABEL: Record<ServiceRole, string> = {
   broker: 'broker',
@@ -73,17 +73,22 @@ export class AuthError extends ConnectionError {
   override name = 'AuthError';
 }
 
-/** Every connection of a service is leased and the acquire timeout ran out. */
+/**
+ * Every connection of a service is in use: a lease waited `waitedMs` for one in vain, or (`null`)
+ * a connection that cannot wait (the shared one, BullMQ's blocking ones) found no free slot.
+ */
 export class PoolExhaustedError extends TasklineError {
   override name = 'PoolExhaustedError';
   readonly service: ServiceRole;
   readonly max: number;
-  readonly waitedMs: number;
-  constructor(service: ServiceRole, max: number, waitedMs: number) {
+  readonly waitedMs: number | null;
+  constructor(service: ServiceRole, max: number, waitedMs: number | null) {
     super(
       'POOL_EXHAUSTED',
-      `All ${max} ${SERVICE_LABEL[service]} connections are in use and none was released within ${waitedMs} ms; ` +
-        'raise REDIS_MAX_CONNECTIONS or REDIS_POOL_ACQUIRE_TIMEOUT_MS, or lower the number of concurrent blocking waits.',
+      waitedMs === null
+        ? `All ${max} ${SERVICE_LABEL[service]} connections of this process are in use; raise REDIS_MAX_CONNECTIONS or run fewer workers/queues per process.`
+        : `All ${max} ${SERVICE_LABEL[service]} connections are in use and none was released within ${waitedMs} ms; ` +
+            'raise REDIS_MAX_CONNECTIONS or REDIS_POOL_ACQUIRE_TIMEOUT_MS, or lower the number of concurrent blocking waits.',
     );
     this.service = service;
     this.max = max;

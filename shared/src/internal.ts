@@ -29,9 +29,11 @@ export { healthCommand, withConnectionFlags, connectionOptionsFromFlags } from '
 export { startOpsServer } from './ops-server.js';
 export type { OpsServer, ReadinessReport } from './ops-server.js';
 export { parseIntegerSetting, parseBooleanSetting, resolveMetricsPort } from './env-parsing.js';
+export { canTransition, isJobState, JOB_STATES, LUA_JOB_STATES } from './job/job-states.js';
+export type { FinalState } from './job/job-states.js';
 export { ResultBackend, isFinalAnswer } from './result-backend.js';
 export type { TransitionOp, TransitionAnswer, RevokeAnswer } from './result-backend.js';
-export { recordKeys, decodeRecord, encodeBase } from './job-record.js';
+export { recordKeys, decodeRecord, encodeBase, BASE_FIELDS } from './job-record.js';
 export type { RecordKeys, RecordBase, RecordOutcome, RevokeMarker } from './job-record.js';
 export { RESULT_BACKEND_SCRIPTS } from './record-scripts.js';
 export { evalScript, luaScript } from './script-policy.js';

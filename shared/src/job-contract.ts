@@ -1,18 +1,10 @@
 import { parseIntegerSetting } from './env-parsing.js';
+import type { JobState } from './job/job-states.js';
 
 /**
  * What producer, worker and beat agree on: how a job looks on the broker and how its result
  * looks in the result backend. BullMQ job name = task name; BullMQ job data = the task payload.
  */
-
-/** Celery's states, kept so that dashboards and habits carry over. */
-export type JobState = 'PENDING' | 'STARTED' | 'RETRY' | 'SUCCESS' | 'FAILURE' | 'REVOKED';
-
-export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
-
-export function isTerminalState(state: JobState): boolean {
-  return TERMINAL_STATES.has(state);
-}
 
 /** A failure as stored: never a secret, never an object graph. */
 export interface JobErrorInfo {

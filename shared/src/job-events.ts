@@ -1,5 +1,6 @@
 import { ClosedError, TasklineError } from './errors.js';
-import { isTerminalState, type JobResultRecord, type JobState } from './job-contract.js';
+import type { JobResultRecord } from './job-contract.js';
+import { isTerminalState, type JobState } from './job/job-states.js';
 import type { RecordKeys } from './job-record.js';
 import type { Logger } from './logger.js';
 import type { Lease, RedisService } from './redis-service.js';

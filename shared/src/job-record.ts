@@ -1,4 +1,5 @@
-import type { JobErrorInfo, JobResultRecord, JobState } from './job-contract.js';
+import type { JobErrorInfo, JobResultRecord } from './job-contract.js';
+import { isJobState, isTerminalState, type JobState } from './job/job-states.js';
 
 /**
  * Where a job's truth lives in the result backend, and how a record is stored.
@@ -34,7 +35,7 @@ export function recordKeys(prefix: string): RecordKeys {
 
 /**
  * The part of a record every transition rewrites: who, what, when. Times are epoch milliseconds
- * (records show them as ISO strings); it is stored as a compact JSON array (see `encodeBase`).
+ * (records show them as ISO strings); it is stored as a compact JSON array (see `BASE_FIELDS`).
  */
 export interface RecordBase {
   task: string;
@@ -52,45 +53,44 @@ export interface RecordBase {
 }
 
 /**
- * A base as stored: `[task, queue, attempt, attempts, enqueued, started, finished, updated,
- * worker, timeoutMs, redelivered, retryOf]` — about a third of the bytes of an object with ISO
- * times, on every write of every job.
+ * The stored base's fields in their stored order: the only place a position is given. An array
+ * of values is about a third of the bytes of an object with ISO times, on every write of every
+ * job. A new field goes at the end (records already stored simply lack it).
  */
+export const BASE_FIELDS = ['task', 'queue', 'attempt', 'attempts', 'enqueuedAt', 'startedAt', 'finishedAt', 'updatedAt', 'worker', 'timeoutMs', 'redelivered', 'retryOf'] as const satisfies ReadonlyArray<keyof RecordBase>;
+
+type BaseField = (typeof BASE_FIELDS)[number];
+// Compiles only while BASE_FIELDS names every field of RecordBase.
+const _everyFieldListed: [Exclude<keyof RecordBase, BaseField>] extends [never] ? true : never = true;
+/** Records shorter than this lack a field every base has (the later ones are optional). */
+const REQUIRED_FIELDS = BASE_FIELDS.indexOf('updatedAt') + 1;
+
+/** A base as stored: the values in `BASE_FIELDS` order; absent is `null`, a flag is `1` or `0`. */
 export function encodeBase(b: RecordBase): string {
-  return JSON.stringify([
-    b.task,
-    b.queue,
-    b.attempt,
-    b.attempts,
-    b.enqueuedAt,
-    b.startedAt,
-    b.finishedAt,
-    b.updatedAt,
-    b.worker ?? null,
-    b.timeoutMs ?? null,
-    b.redelivered ? 1 : 0,
-    b.retryOf ?? null,
-  ]);
+  return JSON.stringify(BASE_FIELDS.map(f => storedValue(b[f])));
 }
 
+const storedValue = (v: RecordBase[BaseField]): string | number | null => (typeof v === 'boolean' ? (v ? 1 : 0) : (v ?? null));
+
 function decodeBase(text: string | undefined): RecordBase | undefined {
-  const a = parse<unknown[]>(text);
-  if (!Array.isArray(a) || a.length < 8) return undefined;
+  const values = parse<unknown[]>(text);
+  if (!Array.isArray(values) || values.length < REQUIRED_FIELDS) return undefined;
+  const a = Object.fromEntries(BASE_FIELDS.map((f, i) => [f, values[i]])) as Record<BaseField, unknown>;
   const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
   const base: RecordBase = {
-    task: String(a[0]),
-    queue: String(a[1]),
-    attempt: num(a[2]) ?? 0,
-    attempts: num(a[3]),
-    enqueuedAt: num(a[4]),
-    startedAt: num(a[5]),
-    finishedAt: num(a[6]),
-    updatedAt: num(a[7]) ?? 0,
+    task: String(a.task),
+    queue: String(a.queue),
+    attempt: num(a.attempt) ?? 0,
+    attempts: num(a.attempts),
+    enqueuedAt: num(a.enqueuedAt),
+    startedAt: num(a.startedAt),
+    finishedAt: num(a.finishedAt),
+    updatedAt: num(a.updatedAt) ?? 0,
   };
-  if (typeof a[8] === 'string') base.worker = a[8];
-  if (a[9] !== undefined) base.timeoutMs = num(a[9]);
-  if (a[10] === 1) base.redelivered = true;
-  if (typeof a[11] === 'string') base.retryOf = a[11];
+  if (typeof a.worker === 'string') base.worker = a.worker;
+  if (a.timeoutMs !== undefined) base.timeoutMs = num(a.timeoutMs);
+  if (a.redelivered === 1) base.redelivered = true;
+  if (typeof a.retryOf === 'string') base.retryOf = a.retryOf;
   return base;
 }
 
@@ -108,8 +108,6 @@ export interface RevokeMarker {
   queue: string;
 }
 
-const STATES: ReadonlySet<string> = new Set(['PENDING', 'STARTED', 'RETRY', 'SUCCESS', 'FAILURE', 'REVOKED']);
-
 function parse<T>(text: string | undefined | null): T | undefined {
   if (text === undefined || text === null || text === '') return undefined;
   try {
@@ -125,7 +123,7 @@ function parse<T>(text: string | undefined | null): T | undefined {
  */
 export function decodeRecord(id: string, hash: Record<string, string> | null, markerText: string | null): JobResultRecord | null {
   const marker = parse<RevokeMarker>(markerText);
-  const stored = hash && typeof hash['state'] === 'string' && STATES.has(hash['state']) ? hash : null;
+  const stored = hash && isJobState(hash['state']) ? hash : null;
   if (!stored) {
     if (!marker) return null;
     return {
@@ -172,7 +170,7 @@ export function decodeRecord(id: string, hash: Record<string, string> | null, ma
     record.finishedAt ??= storedMarker?.at ?? record.updatedAt;
     return record;
   }
-  if (marker && state !== 'SUCCESS' && state !== 'FAILURE') {
+  if (marker && !isTerminalState(state)) {
     state = 'REVOKED';
     record.state = state;
     record.reason = marker.reason;

@@ -1,15 +1,20 @@
 import type { Redis } from 'ioredis';
+import { LUA_JOB_STATES } from './job/job-states.js';
 import { evalScript, luaScript, type LuaScript } from './script-policy.js';
 
 /** A Lua script with its SHA, run by EVALSHA (see ScriptPolicy for what happens on NOSCRIPT). */
 export type RecordScript = LuaScript;
 
-const script = luaScript;
+/**
+ * A record script: the `#!lua` line first (it makes Redis refuse the whole call when it is out of
+ * memory, before any write, so a batch is never half applied by an OOM), then the job states
+ * (`FINAL`, `allowed`), then `body`.
+ */
+const script = (name: string, body: string): RecordScript => luaScript(name, `#!lua\n${LUA_JOB_STATES}${body}`);
 
 /**
- * The job state machine, one compare-and-set per operation, many operations per call.
- * The `#!lua` line makes Redis refuse the whole call when it is out of memory, before any write,
- * so a batch is never half applied by an OOM.
+ * The job state machine (declared in job/job-states.ts), one compare-and-set per operation, many
+ * operations per call.
  *
  * KEYS: per operation, the record key and the revoke-marker key.
  * ARGV[1]: record TTL in seconds; ARGV[2]: job-channel prefix; then per operation 7 values:
@@ -20,14 +25,14 @@ const script = luaScript;
  *   'SUCCESS' | 'FAILURE' | 'REVOKED' the record is (now) final in that state, whoever wrote it
  *     (a revoke marker turns any write into REVOKED);
  *   'STALE' a newer delivery owns the record (nothing written); 'SKIP' progress for a job that is
- *   not STARTED by this delivery.
+ *   not STARTED by this delivery; 'REFUSED' the state table allows no move to that state from the
+ *   stored one (a caller's bug; nothing written).
  * Rules: a final state is never overwritten; a write from a delivery older than the stored one is
  * refused; 'settle' (the broker failed the job on its own) writes FAILURE over any non-final state.
  */
 export const TRANSITION_SCRIPT = script(
   'transition',
-  `#!lua
-local ttl = ARGV[1]
+  `local ttl = ARGV[1]
 local channel = ARGV[2]
 local answers = {}
 for i = 1, #KEYS / 2 do
@@ -37,10 +42,12 @@ for i = 1, #KEYS / 2 do
   local cur = redis.call('HMGET', rkey, 'state', 'delivery')
   local cs, cd = cur[1], tonumber(cur[2]) or 0
   local answer
-  if cs == 'SUCCESS' or cs == 'FAILURE' or cs == 'REVOKED' then
+  if FINAL[cs] then
     answer = cs
   elseif kind ~= 'settle' and cd > d then
     answer = 'STALE'
+  elseif kind ~= 'progress' and not allowed(cs, state) then
+    answer = 'REFUSED'
   else
     if d < cd then d = cd end
     local marker = redis.call('GET', mkey)
@@ -85,9 +92,8 @@ return answers
  */
 export const REVOKE_SCRIPT = script(
   'revoke',
-  `#!lua
-local cs = redis.call('HGET', KEYS[1], 'state')
-if cs == 'SUCCESS' or cs == 'FAILURE' or cs == 'REVOKED' then return cs end
+  `local cs = redis.call('HGET', KEYS[1], 'state')
+if FINAL[cs] then return cs end
 if redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2], 'NX') then
   redis.call('PUBLISH', ARGV[3], ARGV[5])
   redis.call('PUBLISH', ARGV[4], '{"s":"REVOKED"}')

@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ResolvedConnectionOptions, ResolvedEndpoint } from './config.js';
-import { ClosedError, ConnectionError, SERVICE_LABEL, type ServiceRole } from './errors.js';
+import { ClosedError, PoolExhaustedError, SERVICE_LABEL, type ServiceRole } from './errors.js';
 import { errorKind, isFatalConnectionError, toConnectionError, type ConnectionTarget } from './error-mapping.js';
 import { explainStartFailure, probePlaintextLater } from './connection-diagnostics.js';
 import { checkConnectionHealth, describeTls, type ConnectionHealth } from './connection-health.js';
@@ -179,11 +179,8 @@ export class RedisService {
     this.#slots.setIdle(this.#idle.length);
   }
 
-  #exhausted(): ConnectionError {
-    return new ConnectionError(
-      `All ${this.#slots.max} ${SERVICE_LABEL[this.service]} connections of this process are in use; raise REDIS_MAX_CONNECTIONS or run fewer workers/queues per process.`,
-      { code: 'POOL_EXHAUSTED', kind: 'pool', retryable: true, service: this.service, host: this.target.host, port: this.target.port },
-    );
+  #exhausted(): PoolExhaustedError {
+    return new PoolExhaustedError(this.service, this.#slots.max, null);
   }
 
   /** Makes one counted connection. The caller has taken its slot. */

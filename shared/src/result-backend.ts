@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import { ClosedError, TasklineError } from './errors.js';
 import { toConnectionError } from './error-mapping.js';
 import { CommandBatcher } from './command-batcher.js';
-import type { JobResultRecord, JobState } from './job-contract.js';
+import type { JobResultRecord } from './job-contract.js';
+import { isJobState, isTerminalState, type FinalState, type JobState } from './job/job-states.js';
 import { decodeRecord, encodeBase, recordKeys, type RecordBase, type RecordKeys, type RecordOutcome, type RevokeMarker } from './job-record.js';
 import { createSilentLogger, type Logger } from './logger.js';
 import type { RedisService } from './redis-service.js';
@@ -55,12 +56,13 @@ export interface TransitionOp {
 
 /**
  * What a transition found: `OK`/`REDELIVERED` written; a final state the record has (now), whoever
- * wrote it; `STALE` a newer delivery owns the job; `SKIP` progress for a job not STARTED by this delivery.
+ * wrote it; `STALE` a newer delivery owns the job; `SKIP` progress for a job not STARTED by this
+ * delivery; `REFUSED` the state table allows no move to that state (nothing written).
  */
-export type TransitionAnswer = 'OK' | 'REDELIVERED' | 'SUCCESS' | 'FAILURE' | 'REVOKED' | 'STALE' | 'SKIP';
+export type TransitionAnswer = 'OK' | 'REDELIVERED' | FinalState | 'STALE' | 'SKIP' | 'REFUSED';
 
 /** What a revoke reached: `REVOKED`, or the final state that came first. */
-export type RevokeAnswer = 'REVOKED' | 'SUCCESS' | 'FAILURE';
+export type RevokeAnswer = FinalState;
 
 /**
  * A job's record in the result backend: its one owner. Workers change it only through
@@ -100,8 +102,8 @@ export class ResultBackend {
     return this.#service.client();
   }
 
-  /** Errors from the result backend name the result backend, with its cause and fix. */
-  #named = (err: unknown): never => {
+  /** Rethrows `err` as an error naming the result backend, with its cause and fix. */
+  #rethrowAsBackendError = (err: unknown): never => {
     throw err instanceof TasklineError ? err : toConnectionError(err, this.#service.target);
   };
 
@@ -116,11 +118,11 @@ export class ResultBackend {
     if (ids.length === 0) return out;
     const pipeline = this.#client().pipeline();
     for (const id of ids) pipeline.hgetall(this.keys.record(id)).get(this.keys.marker(id));
-    const replies = (await pipeline.exec().catch(this.#named)) ?? [];
+    const replies = (await pipeline.exec().catch(this.#rethrowAsBackendError)) ?? [];
     ids.forEach((id, i) => {
       const [hashErr, hash] = replies[2 * i] ?? [];
       const [markerErr, marker] = replies[2 * i + 1] ?? [];
-      if (hashErr || markerErr) this.#named(hashErr ?? markerErr);
+      if (hashErr || markerErr) this.#rethrowAsBackendError(hashErr ?? markerErr);
       out.set(id, decodeRecord(id, (hash as Record<string, string> | null) ?? null, (marker as string | null) ?? null));
     });
     return out;
@@ -183,7 +185,7 @@ export class ResultBackend {
       this.keys.revokeChannel,
       this.keys.jobChannel(id),
       id,
-    ]).catch(this.#named)) as RevokeAnswer;
+    ]).catch(this.#rethrowAsBackendError)) as RevokeAnswer;
     if (answer === 'REVOKED') {
       const now = Date.now();
       await client
@@ -191,14 +193,14 @@ export class ResultBackend {
         .zadd(this.keys.revokedIndex, now + this.expiresSeconds * 1000, id)
         .zremrangebyscore(this.keys.revokedIndex, '-inf', now)
         .exec()
-        .catch(this.#named);
+        .catch(this.#rethrowAsBackendError);
     }
     return answer;
   }
 
   /** Ids revoked within the last RESULT_EXPIRES seconds (a worker's start-up and reconnect read). */
   async revokedIds(): Promise<string[]> {
-    return this.#client().zrangebyscore(this.keys.revokedIndex, Date.now(), '+inf').catch(this.#named);
+    return this.#client().zrangebyscore(this.keys.revokedIndex, Date.now(), '+inf').catch(this.#rethrowAsBackendError);
   }
 
   /**
@@ -226,8 +228,8 @@ export class ResultBackend {
 }
 
 /** True when an answer means the record is final. */
-export function isFinalAnswer(answer: TransitionAnswer): answer is 'SUCCESS' | 'FAILURE' | 'REVOKED' {
-  return answer === 'SUCCESS' || answer === 'FAILURE' || answer === 'REVOKED';
+export function isFinalAnswer(answer: TransitionAnswer): answer is FinalState {
+  return isJobState(answer) && isTerminalState(answer);
 }
 
 /**

@@ -237,7 +237,7 @@ export async function idempotencyProducerCrash(size: { rounds: number; killAfter
 
 /**
  * TASKLINE_MAX_STALLED_COUNT=1 and the worker running `jobs` long jobs SIGKILLed twice: the broker
- * fails them (stalled more than allowed), a worker's sweeper records FAILURE (WorkerLostError)
+ * fails them (stalled more than allowed), a worker's failed-job settler records FAILURE (WorkerLostError)
  * and every waiter gets it.
  */
 export async function stallLimit(size: { jobs: number; settleMs: number }): Promise<StateSummary> {

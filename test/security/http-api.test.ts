@@ -5,6 +5,7 @@ import { copyFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import { ConfigError, Secret } from '@taskline/shared';
+import { BASE_FIELDS } from '@taskline/shared/internal';
 import { startApiServer, type ApiServer, type ApiServerOptions } from '@taskline/producer';
 import { resolveApiServerOptions } from '@taskline/producer/internal';
 import { createWorker, defineTasks, type TasklineWorker } from '@taskline/worker';
@@ -202,9 +203,9 @@ describe('security: the producer HTTP API over HTTPS (issue 11)', function () {
         expect(record, task).to.not.have.property('worker');
         expect(Object.keys(record['error'] as object).sort(), `${task} error fields`).to.deep.equal(['message', 'type']);
         // The stack and the worker are kept for operators in the result backend itself.
-        // The stored base is a compact array (shared/src/job-record.ts): index 8 is the worker.
+        // The stored base is a compact array whose positions BASE_FIELDS gives.
         const stored = JSON.parse(await fx.backend.cli('HGET', `${fx.prefix}:result:{${id}}`, 'base')) as unknown[];
-        expect(stored[8], 'host:pid stays in the stored record').to.match(/:\d+$/);
+        expect(stored[BASE_FIELDS.indexOf('worker')], 'host:pid stays in the stored record').to.match(/:\d+$/);
       }
       expect(records['throws-object']?.['error']).to.deep.equal({ type: 'NonError', message: 'A non-Error value was thrown: an object with keys password, user; throw an Error so its message is kept.' });
       expect(records['throws-string']?.['error']).to.deep.equal({ type: 'NonError', message: 'A non-Error value was thrown: a string of 14 characters; throw an Error so its message is kept.' });

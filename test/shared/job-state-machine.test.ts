@@ -124,6 +124,14 @@ describe('the job record state machine (result backend over TLS)', function () {
     expect(await backend.get(never)).to.include({ state: 'FAILURE' });
   });
 
+  it('a write the state table forbids (to PENDING) is REFUSED and stores nothing; the batch around it is applied', async function () {
+    const [bad, good] = [id(), id()];
+    const answers = await Promise.all([backend.transition(op(bad, 1, 'PENDING' as never)), backend.transition(op(good, 1, 'STARTED'))]);
+    expect(answers).to.deep.equal(['REFUSED', 'OK']);
+    expect(await backend.get(bad)).to.equal(null);
+    expect(await backend.get(good)).to.include({ state: 'STARTED' });
+  });
+
   it('progress is stored only for the delivery that holds the job, and published', async function () {
     const job = id();
     expect(await backend.transition(op(job, 1, 'STARTED', { kind: 'progress', progress: 10 }))).to.equal('SKIP');

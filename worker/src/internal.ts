@@ -7,3 +7,5 @@ export { resolveWorkerOptions } from './options.js';
 export type { ResolvedWorkerOptions } from './options.js';
 export { tasklineBackoffStrategy, TASKLINE_BACKOFF_TYPE } from './backoff.js';
 export { WorkerMetrics } from './worker-metrics.js';
+export { decideOutcome } from './attempt-outcome.js';
+export type { OutcomeDecision, NextStep, WrittenState } from './attempt-outcome.js';

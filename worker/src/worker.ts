@@ -6,7 +6,7 @@ import { closeInOrder, QueueRegistry, ResultBackend, withTimeout, type Readiness
 import { tasklineBackoffStrategy } from './backoff.js';
 import { JobRevokedError, WorkerShutdownError } from './errors.js';
 import type { Abortable } from './attempt-abort.js';
-import { FailedSweeper } from './failed-sweeper.js';
+import { FailedJobSettler } from './failed-job-settler.js';
 import { HandlerPool } from './isolation/handler-pool.js';
 import type { IsolationKind } from './tasks.js';
 import { createJobProcessor } from './job-runner.js';
@@ -173,7 +173,7 @@ export class TasklineWorker {
       await worker.waitUntilReady();
     }
     this.#cleanups.push(this.#metrics.addDepthSource(cachedDepthSource(() => this.#queueDepths(), DEPTH_CACHE_MS)));
-    const sweeper = new FailedSweeper({
+    const settler = new FailedJobSettler({
       broker: this.connections.broker,
       results,
       prefix: o.prefix,
@@ -183,8 +183,8 @@ export class TasklineWorker {
       metrics: this.#metrics,
       logger: o.logger,
     });
-    sweeper.start();
-    this.#cleanups.unshift(() => sweeper.stop());
+    settler.start();
+    this.#cleanups.unshift(() => settler.stop());
     if (this.#closePromise) return;
     this.#state = 'ready';
     this.#metrics.ready.set(1);
@@ -201,7 +201,7 @@ export class TasklineWorker {
     return pool;
   }
 
-  /** A BullMQ Queue handle on the shared connection (queue depths, the failed-job sweeper). */
+  /** A BullMQ Queue handle on the shared connection (queue depths, the failed-job settler). */
   #queue(name: string): Queue {
     this.#queues ??= new Map();
     let queue = this.#queues.get(name);

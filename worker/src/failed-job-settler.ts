@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import { type Logger } from '@taskline/shared';
-import { toJobErrorInfo, type RecordBase, type RedisService, type ResultBackend } from '@taskline/shared/internal';
+import { canTransition, toJobErrorInfo, type RecordBase, type RedisService, type ResultBackend } from '@taskline/shared/internal';
 import { WorkerLostError } from './errors.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
@@ -8,7 +8,7 @@ const PAGE = 500;
 /** Failures land in the failed set with their time as score; re-read this far back for late writers. */
 const OVERLAP_MS = 2000;
 
-export interface FailedSweeperDeps {
+export interface FailedJobSettlerDeps {
   broker: RedisService;
   results: ResultBackend;
   prefix: string;
@@ -23,20 +23,20 @@ export interface FailedSweeperDeps {
 /**
  * Every job the broker fails gets a final record, even when no handler wrote one: BullMQ fails a
  * job on its own when it stalls more than `maxStalledCount` times, and an attempt whose result
- * could not be stored fails without a record. The sweeper reads each queue's failed set (newest
+ * could not be stored fails without a record. The settler reads each queue's failed set (newest
  * first since the last pass; at start-up as far back as records live) and settles any record that
  * is not final to FAILURE with the broker's reason. A failed job whose record says SUCCESS (its
  * completion was lost) is removed from the failed set, so record and broker agree.
- * Idempotent: every worker on a queue sweeps it; the compare-and-set makes repeats harmless.
+ * Idempotent: every worker on a queue settles it; the compare-and-set makes repeats harmless.
  */
-export class FailedSweeper {
-  readonly #deps: FailedSweeperDeps;
+export class FailedJobSettler {
+  readonly #deps: FailedJobSettlerDeps;
   readonly #since = new Map<string, number>();
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   #stopped = false;
 
-  constructor(deps: FailedSweeperDeps) {
+  constructor(deps: FailedJobSettlerDeps) {
     this.#deps = deps;
     const from = Date.now() - deps.results.expiresSeconds * 1000;
     for (const q of deps.queues) this.#since.set(q, from);
@@ -44,18 +44,18 @@ export class FailedSweeper {
 
   start(): void {
     if (this.#stopped || this.#timer) return;
-    this.#timer = setInterval(() => void this.sweep(), this.#deps.intervalMs);
+    this.#timer = setInterval(() => void this.settle(), this.#deps.intervalMs);
     this.#timer.unref();
-    void this.sweep();
+    void this.settle();
   }
 
   /** One pass over every queue (a pass already running is awaited, not doubled). */
-  sweep(): Promise<void> {
+  settle(): Promise<void> {
     this.#running ??= (async () => {
       for (const queue of this.#deps.queues) {
         if (this.#stopped) return;
         try {
-          await this.#sweepQueue(queue);
+          await this.#settleQueue(queue);
         } catch (err) {
           this.#deps.logger.warn('Could not settle failed jobs; will try again', { queue, error: err });
         }
@@ -66,7 +66,7 @@ export class FailedSweeper {
     return this.#running;
   }
 
-  async #sweepQueue(queue: string): Promise<void> {
+  async #settleQueue(queue: string): Promise<void> {
     const client = this.#deps.broker.client();
     const failedKey = `${this.#deps.prefix}:${queue}:failed`;
     for (;;) {
@@ -79,7 +79,7 @@ export class FailedSweeper {
         ids.push(page[i] as string);
         newest = Math.max(newest, Number(page[i + 1]));
       }
-      await this.#settle(queue, ids);
+      await this.#settleJobs(queue, ids);
       const full = ids.length === PAGE;
       // A full page moves past what it read; a short one keeps an overlap for late arrivals.
       this.#since.set(queue, full ? newest : Math.max(since, newest - OVERLAP_MS));
@@ -87,12 +87,9 @@ export class FailedSweeper {
     }
   }
 
-  async #settle(queue: string, ids: string[]): Promise<void> {
+  async #settleJobs(queue: string, ids: string[]): Promise<void> {
     const records = await this.#deps.results.getMany(ids);
-    const open = ids.filter(id => {
-      const state = records.get(id)?.state;
-      return state === undefined || state === 'STARTED' || state === 'RETRY' || state === 'PENDING';
-    });
+    const open = ids.filter(id => canTransition(records.get(id)?.state ?? null, 'FAILURE'));
     const succeeded = ids.filter(id => records.get(id)?.state === 'SUCCESS');
     if (open.length > 0) {
       const client = this.#deps.broker.client();
