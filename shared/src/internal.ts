@@ -27,7 +27,6 @@ export { ConnectionMetrics, getOrCreateCounter, getOrCreateGauge, getOrCreateHis
 export { healthCommand, withConnectionFlags, connectionOptionsFromFlags } from './health-command.js';
 export { startOpsServer } from './ops-server.js';
 export type { OpsServer, ReadinessReport } from './ops-server.js';
-export { parseIntegerSetting, parseBooleanSetting, resolveMetricsPort } from './env-parsing.js';
 export { ResultBackend, isFinalAnswer } from './result-backend.js';
 export type { TransitionOp, TransitionAnswer, RevokeAnswer } from './result-backend.js';
 export { recordKeys, decodeRecord, encodeBase } from './job-record.js';
@@ -40,6 +39,17 @@ export { scriptCatalog, loadScripts, checkScripts, watchScripts } from './script
 export type { ScriptCatalog, ScriptReport, ScriptWatchState } from './script-loader.js';
 export { BEAT_LEASE_SCRIPTS, LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE, LEASE_RELEASE, LEASE_RENEW } from './beat-lease-scripts.js';
 export { resolveResultExpiresSeconds, toJobErrorInfo, jobMeta, withJobMeta } from './job-contract.js';
-export { resolvePrefix, assertQueueName, assertTaskName, NAME_RULES } from './names.js';
+export { assertQueueName, assertTaskName, NAME_RULES } from './names.js';
 export { CommandBatcher } from './command-batcher.js';
 export { QueueRegistry } from './queue-registry.js';
+
+// Settings as data: the machinery each package's table is written with, and shared's own tables.
+export { setting, variablesOf } from './settings/table.js';
+export type { Setting, Table, SettingValue, SettingsValues, SettingsOptions } from './settings/table.js';
+export { bool, custom, int, list, oneOf, secondsAsMs, text } from './settings/parsers.js';
+export type { Parser, ParseContext } from './settings/parsers.js';
+export { resolveSetting, resolveSettings, optionsFromFlags, readValueFile } from './settings/resolve.js';
+export type { Layers } from './settings/resolve.js';
+export { addFlags, flagHelp } from './settings/flags.js';
+export { CONNECTION_SETTINGS, ENDPOINT_SETTINGS, endpointTable } from './settings/connection-table.js';
+export { PROCESS_SETTINGS, metricsPortSetting, resolvePrefix } from './settings/process-table.js';
