@@ -212,7 +212,7 @@ function endpointLayers(options: ConnectionOptions, env: Env, production: boolea
 export function resolveConnectionOptions(options: ConnectionOptions = {}, env: Env = process.env): ResolvedConnectionOptions {
   const warnings: string[] = [];
   // Library options are judged by the same parsers as the environment: a type is no check at run time.
-  const settings = resolveSettings(CONNECTION_SETTINGS, { options: options as Record<string, unknown>, env });
+  const settings = resolveSettings(CONNECTION_SETTINGS, { options, env });
   const production = settings.production ?? isProduction(env);
   const { tlsMinVersion: minVersion, tlsMaxVersion: maxVersion, tlsCiphers: ciphers, allowPlaintext } = settings;
   if (minVersion === 'TLSv1.3' && maxVersion === 'TLSv1.2') {

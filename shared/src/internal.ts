@@ -53,3 +53,6 @@ export type { Layers } from './settings/resolve.js';
 export { addFlags, flagHelp } from './settings/flags.js';
 export { CONNECTION_SETTINGS, ENDPOINT_SETTINGS, endpointTable } from './settings/connection-table.js';
 export { PROCESS_SETTINGS, metricsPortSetting, resolvePrefix } from './settings/process-table.js';
+export { warnUnknownVariables, findUnknownVariables, editDistance, ALLOWED_VARIABLES, CHECKED_PREFIXES } from './settings/unknown-vars.js';
+export type { UnknownVariable } from './settings/unknown-vars.js';
+export { KNOWN_VARIABLES } from './settings/known-variables.js';

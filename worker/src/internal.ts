@@ -7,3 +7,4 @@ export { resolveWorkerOptions } from './options.js';
 export type { ResolvedWorkerOptions } from './options.js';
 export { tasklineBackoffStrategy, TASKLINE_BACKOFF_TYPE } from './backoff.js';
 export { WorkerMetrics } from './worker-metrics.js';
+export { WORKER_SETTINGS, WORKER_BIN_SETTINGS } from './settings.js';

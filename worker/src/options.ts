@@ -132,7 +132,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     throw new ConfigError('WORKER_NO_TASKS', 'tasks', 'createWorker() needs `tasks`: the result of defineTasks({...}).');
   }
   const env = options.env ?? process.env;
-  const { queues, isolatedPoolSize, isolation, ...settings } = resolveSettings(WORKER_SETTINGS, { options: options as unknown as Record<string, unknown>, env });
+  const { queues, isolatedPoolSize, isolation, ...settings } = resolveSettings(WORKER_SETTINGS, { options, env });
   const routes = resolveRoutes(options.routes, env);
   const taskQueues = [...options.tasks.tasks.values()].map(t => t.queue ?? routes.queueFor(t.name) ?? DEFAULT_QUEUE);
   const isolationOf = isolationFor(isolation);

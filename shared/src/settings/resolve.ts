@@ -11,7 +11,8 @@ type Env = Record<string, string | undefined>;
  * the row's default. An empty string in a flag, variable or file counts as unset.
  */
 export interface Layers {
-  options?: Readonly<Record<string, unknown>> | undefined;
+  /** Library options, read by the row's key. */
+  options?: object | undefined;
   /** yargs' argv, read by flag name. */
   flags?: object | undefined;
   env?: Env | undefined;
@@ -40,7 +41,7 @@ const isSet = (value: unknown): boolean => value !== undefined && value !== '';
 function firstLayer(key: string, row: Setting, layers: Layers): { raw: unknown; context: ParseContext } | undefined {
   const secret = row.secret === true;
   const at = (raw: unknown, variable: string, source: Source) => ({ raw, context: { variable, source, secret } });
-  const option = layers.options?.[key];
+  const option = (layers.options as Record<string, unknown> | undefined)?.[key];
   if (option !== undefined) return at(option, key, 'option');
   const flag = row.flag === undefined ? undefined : (layers.flags as Record<string, unknown> | undefined)?.[row.flag];
   if (row.flag !== undefined && isSet(flag)) return at(flag, `--${row.flag}`, 'flag');
