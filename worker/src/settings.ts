@@ -72,6 +72,7 @@ export const WORKER_SETTINGS = {
     flag: 'isolation',
     parser: oneOf(['none', 'process', 'thread'], { code: 'WORKER_BAD_ISOLATION' }),
     default: 'none',
+    flagDoc: 'Run every handler in a pool of child processes or worker threads (none: only tasks marked isolated)',
     doc: '`process` or `thread` runs every handler in a pool of child processes or worker threads (unless the task says `isolated: false`); `none` isolates only tasks marked `isolated`. Isolated handlers never block the event loop and are killed at their hard limit (`hardTimeoutMs`, else `timeoutMs` + `TASKLINE_KILL_GRACE_MS`).',
   }),
   isolatedPoolSize: setting({

@@ -4,7 +4,8 @@ import type { Setting, Table } from './table.js';
 /** What a flag's `--help` line says: the row's doc, its variable and its default. */
 export function flagHelp(row: Setting): string {
   const env = row.env ? `env ${row.env}` : '';
-  const fallback = row.defaultDoc ?? (row.default === undefined || row.secret ? '' : `default ${String(row.default)}`);
+  const value = row.defaultDoc?.replace(/`/g, '') ?? (row.default === undefined || row.secret ? '' : String(row.default));
+  const fallback = value ? `default ${value}` : '';
   const extra = [env, fallback].filter(Boolean).join(', ');
   const doc = row.flagDoc ?? row.doc;
   return extra ? `${doc} (${extra})` : doc;
