@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { ConfigError, Secret } from '@taskline/shared';
+import { ConfigError, type Secret } from '@taskline/shared';
 
 /** Reads `PRODUCER_API_TOKEN_FILE` (Docker secrets): surrounding whitespace dropped, an empty or unreadable file refused. */
 export function readTokenFile(variable: string, file: string): string {
