@@ -7,6 +7,7 @@ import { createLogger } from './logger.js';
 import { CONNECTION_SETTINGS, endpointTable } from './settings/connection-table.js';
 import { addFlags } from './settings/flags.js';
 import { optionsFromFlags } from './settings/resolve.js';
+import { describeUnknownVariable, findUnknownVariables } from './settings/unknown-vars.js';
 
 /** One line per connection: what an operator reads first. */
 export function formatHealthLine(h: ConnectionHealth): string {
@@ -64,6 +65,7 @@ export async function runHealthCheck(options: ConnectionOptions, out: (line: str
   }
   // Start-up warnings (plaintext, a password on the command line) are news to whoever runs this.
   for (const warning of connections.options.warnings) console.error(`WARN ${warning}`);
+  for (const unknown of findUnknownVariables(env)) console.error(`WARN ${describeUnknownVariable(unknown)}`);
   try {
     const report = await connections.checkHealth();
     out(formatHealthReport(report));

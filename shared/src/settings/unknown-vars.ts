@@ -69,6 +69,11 @@ export function findUnknownVariables(env: Env, known: Iterable<string> = KNOWN_V
   });
 }
 
+/** The warning's sentence: names the variable and its nearest known one, never the value. */
+export function describeUnknownVariable({ variable, closest }: UnknownVariable): string {
+  return `${variable} is not a taskline setting and is ignored; did you mean ${closest}? (docs/CONFIGURATION.md lists every setting)`;
+}
+
 const warned = new Set<string>();
 
 /**
@@ -77,10 +82,10 @@ const warned = new Set<string>();
  */
 export function warnUnknownVariables(env: Env, logger: Logger, known: Iterable<string> = KNOWN_VARIABLES, seen: Set<string> = warned): UnknownVariable[] {
   const found = findUnknownVariables(env, known);
-  for (const { variable, closest } of found) {
-    if (seen.has(variable)) continue;
-    seen.add(variable);
-    logger.warn(`${variable} is not a taskline setting and is ignored; did you mean ${closest}? (docs/CONFIGURATION.md lists every setting)`, { variable, closest });
+  for (const unknown of found) {
+    if (seen.has(unknown.variable)) continue;
+    seen.add(unknown.variable);
+    logger.warn(describeUnknownVariable(unknown), { variable: unknown.variable, closest: unknown.closest });
   }
   return found;
 }
