@@ -45,14 +45,11 @@ export { QueueRegistry } from './queue-registry.js';
 
 // Settings as data: the machinery each package's table is written with, and shared's own tables.
 export { setting, variablesOf } from './settings/table.js';
-export type { Setting, Table, SettingValue, SettingsValues, SettingsOptions } from './settings/table.js';
+export type { Setting, Table } from './settings/table.js';
 export { bool, custom, int, list, oneOf, secondsAsMs, text } from './settings/parsers.js';
-export type { Parser, ParseContext } from './settings/parsers.js';
-export { resolveSetting, resolveSettings, optionsFromFlags, readValueFile } from './settings/resolve.js';
-export type { Layers } from './settings/resolve.js';
-export { addFlags, flagHelp } from './settings/flags.js';
+export { resolveSetting, resolveSettings, optionsFromFlags } from './settings/resolve.js';
+export { addFlags } from './settings/flags.js';
 export { CONNECTION_SETTINGS, ENDPOINT_SETTINGS, endpointTable } from './settings/connection-table.js';
 export { PROCESS_SETTINGS, metricsPortSetting, resolvePrefix } from './settings/process-table.js';
-export { warnUnknownVariables, findUnknownVariables, editDistance, ALLOWED_VARIABLES, CHECKED_PREFIXES } from './settings/unknown-vars.js';
-export type { UnknownVariable } from './settings/unknown-vars.js';
+export { warnUnknownVariables, findUnknownVariables, editDistance, ALLOWED_VARIABLES } from './settings/unknown-vars.js';
 export { KNOWN_VARIABLES } from './settings/known-variables.js';
