@@ -1,8 +1,8 @@
 import { accessSync, constants } from 'node:fs';
 import { ConfigError, type Secret, isProduction, type Logger } from '@taskline/shared';
-import { assertQueueName, parseBooleanSetting, parseIntegerSetting } from '@taskline/shared/internal';
-import { checkApiToken, readApiToken } from './api-token.js';
+import { assertQueueName, resolveSetting, resolveSettings } from '@taskline/shared/internal';
 import type { Producer } from './producer.js';
+import { API_SETTINGS, API_TLS_SETTINGS } from './settings.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -63,7 +63,22 @@ export interface ResolvedApiServerOptions {
   logger: Logger;
 }
 
-export const DEFAULT_API_HOST = '127.0.0.1';
+export const DEFAULT_API_HOST = API_SETTINGS.host.default;
+
+/**
+ * The HTTP API's bearer token: `PRODUCER_API_TOKEN`, or the file named by
+ * `PRODUCER_API_TOKEN_FILE` (Docker secrets). `null` when neither is set.
+ */
+export function readApiToken(env: Env): Secret | null {
+  checkOneToken(env);
+  return resolveSetting('token', API_SETTINGS.token, { env }) ?? null;
+}
+
+function checkOneToken(env: Env): void {
+  if (env['PRODUCER_API_TOKEN'] && env['PRODUCER_API_TOKEN_FILE']) {
+    throw new ConfigError('CONFIG_API_TOKEN_TWICE', 'PRODUCER_API_TOKEN', 'Both PRODUCER_API_TOKEN and PRODUCER_API_TOKEN_FILE are set; keep only one.');
+  }
+}
 
 function readable(variable: string, file: string, what: string): string {
   try {
@@ -81,9 +96,10 @@ function readable(variable: string, file: string, what: string): string {
 
 function resolveApiTls(option: ApiTlsOptions | null | undefined, env: Env): ResolvedApiTls | null {
   if (option === null) return null;
-  const cert = option ? option.certFile : env['PRODUCER_API_TLS_CERT'] || undefined;
-  const key = option ? option.keyFile : env['PRODUCER_API_TLS_KEY'] || undefined;
-  const ca = option ? (option.caFile ?? undefined) : env['PRODUCER_API_TLS_CA'] || undefined;
+  const fromEnv = resolveSettings(API_TLS_SETTINGS, { env });
+  const cert = option ? option.certFile : fromEnv.certFile;
+  const key = option ? option.keyFile : fromEnv.keyFile;
+  const ca = option ? (option.caFile ?? undefined) : fromEnv.caFile;
   const name = (variable: string, field: string): string => (option ? `tls.${field}` : variable);
   if (!cert && !key) {
     if (ca) {
@@ -109,7 +125,7 @@ function resolveApiTls(option: ApiTlsOptions | null | undefined, env: Env): Reso
  */
 export function resolveApiQueues(env: Env, defaultQueue: string, explicit?: readonly string[], routed: readonly string[] = []): ReadonlySet<string> {
   const variable = explicit ? 'allowedQueues' : 'TASKLINE_QUEUES';
-  const listed = explicit ?? (env['TASKLINE_QUEUES'] ?? '').split(',').map(q => q.trim()).filter(Boolean);
+  const listed = resolveSetting('allowedQueues', API_SETTINGS.allowedQueues, { options: { allowedQueues: explicit }, env }) ?? [];
   // The queues the routes send tasks to are always allowed: a caller naming one goes where routing would.
   const queues = new Set<string>([defaultQueue, ...routed]);
   for (const queue of listed) {
@@ -125,7 +141,9 @@ export function resolveApiQueues(env: Env, defaultQueue: string, explicit?: read
 export function resolveApiServerOptions(options: ApiServerOptions): ResolvedApiServerOptions {
   const env = options.env ?? process.env;
   const production = options.production ?? isProduction(env);
-  const token = options.token !== undefined ? options.token && checkApiToken(options.token, 'token') : readApiToken(env);
+  if (options.token === undefined) checkOneToken(env);
+  // The token option (null: none) wins over PRODUCER_API_TOKEN(_FILE), and is judged the same way.
+  const { allowedQueues: _queues, token, ...settings } = resolveSettings(API_SETTINGS, { options, env });
   if (!token && production) {
     throw new ConfigError(
       'CONFIG_API_TOKEN_MISSING',
@@ -134,8 +152,7 @@ export function resolveApiServerOptions(options: ApiServerOptions): ResolvedApiS
     );
   }
   const tls = resolveApiTls(options.tls, env);
-  const allowHttp = options.allowHttp ?? parseBooleanSetting('PRODUCER_API_ALLOW_HTTP', env['PRODUCER_API_ALLOW_HTTP']) ?? false;
-  if (!tls && production && !allowHttp) {
+  if (!tls && production && !settings.allowHttp) {
     throw new ConfigError(
       'CONFIG_API_PLAINTEXT_IN_PRODUCTION',
       'PRODUCER_API_TLS_CERT',
@@ -143,19 +160,13 @@ export function resolveApiServerOptions(options: ApiServerOptions): ResolvedApiS
     );
   }
   return {
+    ...settings,
     producer: options.producer,
-    port: options.port ?? parseIntegerSetting('PORT', env['PORT'], { min: 0, max: 65535 }) ?? 8000,
-    host: options.host ?? (env['PRODUCER_API_HOST'] || DEFAULT_API_HOST),
-    token,
+    token: token ?? null,
     production,
     tls,
-    allowHttp,
     allowedQueues: resolveApiQueues(env, options.producer.options.defaultQueue, options.allowedQueues, options.producer.options.routes.queues),
-    maxBodyBytes:
-      options.maxBodyBytes ??
-      parseIntegerSetting('PRODUCER_MAX_BODY_BYTES', env['PRODUCER_MAX_BODY_BYTES'], { min: 1024, max: 1024 * 1024 * 1024 }) ??
-      options.producer.options.maxPayloadBytes * 2,
-    shutdownGraceMs: options.shutdownGraceMs ?? 10_000,
+    maxBodyBytes: settings.maxBodyBytes ?? options.producer.options.maxPayloadBytes * 2,
     logger: options.logger,
   };
 }

@@ -1,33 +1,22 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { ConfigError, Secret } from '@taskline/shared';
+import { ConfigError, type Secret } from '@taskline/shared';
 
-/**
- * The HTTP API's bearer token: `PRODUCER_API_TOKEN`, or the file named by
- * `PRODUCER_API_TOKEN_FILE` (Docker secrets). `null` when neither is set.
- */
-export function readApiToken(env: Record<string, string | undefined>): Secret | null {
-  const inline = env['PRODUCER_API_TOKEN'];
-  const file = env['PRODUCER_API_TOKEN_FILE'];
-  if (inline && file) {
-    throw new ConfigError('CONFIG_API_TOKEN_TWICE', 'PRODUCER_API_TOKEN', 'Both PRODUCER_API_TOKEN and PRODUCER_API_TOKEN_FILE are set; keep only one.');
+/** Reads `PRODUCER_API_TOKEN_FILE` (Docker secrets): surrounding whitespace dropped, an empty or unreadable file refused. */
+export function readTokenFile(variable: string, file: string): string {
+  let raw: string;
+  try {
+    raw = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new ConfigError(
+      'CONFIG_API_TOKEN_FILE',
+      variable,
+      `${variable} names "${file}", which cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); fix the path or mount the secret.`,
+      { cause: err },
+    );
   }
-  let raw = inline;
-  if (file) {
-    try {
-      raw = readFileSync(file, 'utf8').trim();
-    } catch (err) {
-      throw new ConfigError(
-        'CONFIG_API_TOKEN_FILE',
-        'PRODUCER_API_TOKEN_FILE',
-        `PRODUCER_API_TOKEN_FILE names "${file}", which cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}); fix the path or mount the secret.`,
-        { cause: err },
-      );
-    }
-    if (!raw) throw new ConfigError('CONFIG_API_TOKEN_FILE', 'PRODUCER_API_TOKEN_FILE', `PRODUCER_API_TOKEN_FILE names "${file}", which is empty; put the token in it.`);
-  }
-  if (!raw) return null;
-  return checkApiToken(new Secret(raw), `PRODUCER_API_TOKEN${file ? '_FILE' : ''}`);
+  if (!raw) throw new ConfigError('CONFIG_API_TOKEN_FILE', variable, `${variable} names "${file}", which is empty; put the token in it.`);
+  return raw;
 }
 
 /** Shortest token accepted, and the fewest different characters in it. */

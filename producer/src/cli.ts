@@ -1,23 +1,26 @@
 import yargs, { type Argv } from 'yargs';
 import { RedisConnection } from 'bullmq';
 import { ResultTimeoutError, createLogger, type Logger } from '@taskline/shared';
-import { connectionOptionsFromFlags, healthCommand, scriptsCommand, isJobId, withConnectionFlags } from '@taskline/shared/internal';
+import { addFlags, connectionOptionsFromFlags, healthCommand, optionsFromFlags, scriptsCommand, isJobId, withConnectionFlags, PROCESS_SETTINGS } from '@taskline/shared/internal';
 import { aborted, defaultExitCode, EXIT_USAGE, failUsage, startWithRetry, UsageError, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
-import { readApiToken } from './api-token.js';
+import { readApiToken } from './api-options.js';
 import { ValidationError } from './errors.js';
 import { startApiServer } from './http-api.js';
 import { createProducer, type Producer } from './producer.js';
+import { API_SETTINGS } from './settings.js';
 import type { EnqueueOptions } from './options.js';
 
 /** Exit codes: 0 ok, 1 failure (job FAILURE/REVOKED, Redis down, not found), 2 bad input, 3 timeout. */
 const EXIT_FAILED = 1;
 const EXIT_TIMEOUT = 3;
 
+/** The flags every command takes: the connection URLs and `--prefix` (read from argv by name). */
 interface CommonArgs {
   'redis-url'?: string | undefined;
   'result-redis-url'?: string | undefined;
-  prefix?: string | undefined;
 }
+
+const COMMON_SETTINGS = { prefix: PROCESS_SETTINGS.prefix };
 
 type Env = Record<string, string | undefined>;
 type WithProducer = (argv: CommonArgs, command: string, run: (producer: Producer) => Promise<number | void>) => Promise<void>;
@@ -29,7 +32,7 @@ function commandKit(env: Env) {
   const producerFrom = (argv: CommonArgs, logger: Logger): Producer =>
     createProducer({
       connection: connectionOptionsFromFlags(argv),
-      ...(argv.prefix !== undefined ? { prefix: argv.prefix } : {}),
+      ...optionsFromFlags(COMMON_SETTINGS, argv),
       logger,
       env,
     });
@@ -63,7 +66,7 @@ function notAJobId(id: string): number {
 const print = (value: unknown): void => console.log(typeof value === 'string' ? value : JSON.stringify(value, null, 2));
 
 function common<T>(y: Argv<T>) {
-  return withConnectionFlags(y).option('prefix', { type: 'string', describe: 'Key prefix shared by all taskline processes; overrides TASKLINE_PREFIX' });
+  return addFlags(withConnectionFlags(y), COMMON_SETTINGS);
 }
 
 function inspectCommands(y: Argv<CommonArgs>, withProducer: WithProducer) {
@@ -115,10 +118,7 @@ export function buildCli(args: string[], cli: CliContext, env: Env = process.env
     .command(
       'serve',
       'Run the HTTP API (POST/GET/DELETE /api/v1/jobs, /api/v1/health, /metrics)',
-      y =>
-        y
-          .option('port', { type: 'number', describe: 'Port to listen on (env PORT, default 8000)', default: undefined as number | undefined })
-          .option('host', { type: 'string', describe: 'Address to bind (env PRODUCER_API_HOST, default 127.0.0.1; 0.0.0.0 for every interface)' }),
+      y => addFlags(y, API_SETTINGS),
       async argv => {
         const token = readApiToken(env);
         const logger = loggerFor('serve', token ? [token.reveal()] : []);
@@ -138,8 +138,7 @@ export function buildCli(args: string[], cli: CliContext, env: Env = process.env
             logger,
             token,
             env,
-            ...(argv.host !== undefined ? { host: argv.host } : {}),
-            ...(argv.port !== undefined ? { port: argv.port } : {}),
+            ...optionsFromFlags(API_SETTINGS, argv),
           });
           logger.info('Stopping the producer API', { signal: await aborted(cli.stop) });
           await server.stop();

@@ -1,7 +1,8 @@
 import type { Registry } from 'prom-client';
-import { DEFAULT_QUEUE, InvalidNameError, isQueueName, createSilentLogger, resolveRoutes, type Backoff, type RouteTable, type Routes, type ConnectionOptions, type ResolvedConnectionOptions, type Logger, type TasklineConnections } from '@taskline/shared';
-import { parseIntegerSetting, encodeBackoff, resolveBackoff, resolvePrefix, resolveResultExpiresSeconds, type EncodedBackoff } from '@taskline/shared/internal';
+import { InvalidNameError, isQueueName, createSilentLogger, resolveRoutes, type Backoff, type RouteTable, type Routes, type ConnectionOptions, type ResolvedConnectionOptions, type Logger, type TasklineConnections } from '@taskline/shared';
+import { encodeBackoff, resolveBackoff, resolvePrefix, resolveResultExpiresSeconds, resolveSettings, type EncodedBackoff } from '@taskline/shared/internal';
 import { ValidationError } from './errors.js';
+import { PRODUCER_SETTINGS } from './settings.js';
 
 /**
  * BullMQ's own backoff shape, still accepted from before taskline had one `Backoff` shape:
@@ -68,7 +69,7 @@ export interface ResolvedProducerOptions {
   env: Record<string, string | undefined>;
 }
 
-export const DEFAULT_MAX_PAYLOAD_BYTES = 512 * 1024;
+export const DEFAULT_MAX_PAYLOAD_BYTES = PRODUCER_SETTINGS.maxPayloadBytes.default;
 
 function invalid(field: string, message: string): ValidationError {
   return new ValidationError('INVALID_OPTION', field, message);
@@ -107,37 +108,19 @@ export function checkBackoff(value: unknown, field: string): EncodedBackoff {
   return { type, delay: integer(`${field}.delay`, delay, 0, 86_400_000), jitter };
 }
 
-/** Fills every producer default in one place and validates; environment is one more layer. */
+/**
+ * Fills every producer default in one place and validates (the `PRODUCER_SETTINGS` rows; the
+ * environment is one more layer). A bad setting is a ConfigError naming the option or variable.
+ */
 export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedProducerOptions {
   const env = options.env ?? process.env;
-  const maxPayloadBytes =
-    options.maxPayloadBytes !== undefined
-      ? integer('maxPayloadBytes', options.maxPayloadBytes, 1, 512 * 1024 * 1024)
-      : parseIntegerSetting('TASKLINE_MAX_PAYLOAD_BYTES', env['TASKLINE_MAX_PAYLOAD_BYTES'], { min: 1, max: 512 * 1024 * 1024 }) ??
-        DEFAULT_MAX_PAYLOAD_BYTES;
-  let prefix: string;
-  try {
-    prefix = resolvePrefix(env, options.prefix);
-  } catch (err) {
-    throw new ValidationError('INVALID_OPTION', 'prefix', (err as Error).message, { cause: err });
-  }
-  let resultExpiresSeconds: number;
-  try {
-    resultExpiresSeconds = resolveResultExpiresSeconds(env, options.resultExpiresSeconds);
-  } catch (err) {
-    throw new ValidationError('INVALID_OPTION', options.resultExpiresSeconds !== undefined ? 'resultExpiresSeconds' : 'RESULT_EXPIRES', (err as Error).message, { cause: err });
-  }
   return {
+    ...resolveSettings(PRODUCER_SETTINGS, { options, env }),
     connection: options.connection ?? {},
     connections: options.connections ?? null,
-    prefix,
-    defaultQueue: checkQueueName(options.defaultQueue ?? DEFAULT_QUEUE, 'defaultQueue'),
+    prefix: resolvePrefix(env, options.prefix),
     routes: resolveRoutes(options.routes, env),
-    maxPayloadBytes,
-    resultExpiresSeconds,
-    keepFailedCount: integer('keepFailedCount', options.keepFailedCount ?? 1000, 0, 10_000_000),
-    keepFailedSeconds: integer('keepFailedSeconds', options.keepFailedSeconds ?? 604_800, 1, 31_536_000),
-    enqueueTimeoutMs: integer('enqueueTimeoutMs', options.enqueueTimeoutMs ?? 10_000, 1, 600_000),
+    resultExpiresSeconds: resolveResultExpiresSeconds(env, options.resultExpiresSeconds),
     logger: options.logger ?? createSilentLogger(),
     registry: options.registry ?? null,
     env,

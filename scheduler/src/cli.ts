@@ -3,13 +3,14 @@ import { RedisConnection } from 'bullmq';
 import { createConnections, createLogger, resolveRoutes } from '@taskline/shared';
 import {
   aborted,
+  addFlags,
   connectionOptionsFromFlags,
   defaultExitCode,
   EXIT_USAGE,
   failUsage,
   healthCommand,
-  resolveMetricsPort,
   resolvePrefix,
+  resolveSettings,
   scriptsCommand,
   startOpsServer,
   startWithRetry,
@@ -22,18 +23,16 @@ import { describeSchedules, formatScheduleStatus } from './list.js';
 import { nextRuns, formatInZone } from './next-runs.js';
 import { loadScheduleFile, ScheduleFileError } from './schedule-file.js';
 import { createScheduler } from './scheduler.js';
-
-const DEFAULT_METRICS_PORT = 9102;
+import { SCHEDULER_BIN_SETTINGS } from './settings.js';
 
 /** Exit code 2 for a bad schedule file or configuration, 1 for anything else. */
 function exitCodeFor(err: unknown): number {
   return err instanceof ScheduleFileError ? EXIT_USAGE : defaultExitCode(err);
 }
 
+/** `start`'s argv: `--schedule` and the connection URLs; the settings tables' flags are read from it by name. */
 interface StartArgs {
   schedule: string;
-  'metrics-port'?: number | undefined;
-  'metrics-host': string;
   'redis-url'?: string | undefined;
   'result-redis-url'?: string | undefined;
 }
@@ -41,7 +40,7 @@ interface StartArgs {
 /** Runs a beat replica until the first signal; a second one exits at once. Resolves with the exit code. */
 async function start(argv: StartArgs, cli: CliContext, env: Record<string, string | undefined>): Promise<number> {
   const logger = createLogger({ component: 'scheduler', env });
-  const metricsPort = resolveMetricsPort(argv['metrics-port'], env, DEFAULT_METRICS_PORT);
+  const { metricsPort, metricsHost } = resolveSettings(SCHEDULER_BIN_SETTINGS, { flags: argv, env });
   // Settings and files are read afresh at each attempt: a Redis that comes up, or a secret or
   // certificate fixed on disk, lets the beat start without a restart (a bad schedule file does not).
   const started = await startWithRetry({
@@ -67,7 +66,7 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
     try {
       ops = await startOpsServer({
         port: metricsPort,
-        host: argv['metrics-host'],
+        host: metricsHost,
         registry: scheduler.connections.registry,
         live: () => ({ ok: scheduler.state === 'ready', state: scheduler.state }),
         ready: () => {
@@ -140,10 +139,7 @@ export async function main(argv: string[], cli: CliContext, env: Record<string, 
       'start',
       'Run a beat replica: reconcile the schedule file into Redis (at start, on file change, on SIGHUP) while leader',
       y =>
-        withConnectionFlags(y)
-          .option('schedule', scheduleOption)
-          .option('metrics-port', { type: 'number', describe: `Port for /metrics, /healthz, /readyz (default TASKLINE_METRICS_PORT or ${DEFAULT_METRICS_PORT}; 0 picks a free one)` })
-          .option('metrics-host', { type: 'string', describe: 'Address the ops server binds', default: '0.0.0.0' }),
+addFlags(withConnectionFlags(y), SCHEDULER_BIN_SETTINGS).option('schedule', scheduleOption),
       async args => {
         exitCode = await start(args, cli, env);
       },

@@ -1,6 +1,7 @@
 import type { Registry } from 'prom-client';
 import { ConfigError, resolveRoutes, type ConnectionOptions, type Logger, type ResolvedConnectionOptions, type RouteTable, type Routes, type TasklineConnections } from '@taskline/shared';
-import { parseIntegerSetting, resolvePrefix } from '@taskline/shared/internal';
+import { resolvePrefix, resolveSettings } from '@taskline/shared/internal';
+import { SCHEDULER_SETTINGS } from './settings.js';
 
 export interface SchedulerOptions {
   /** Path of the JSON schedule file. Required. */
@@ -56,22 +57,17 @@ export function resolveSchedulerOptions(options: SchedulerOptions): ResolvedSche
   if (typeof options.schedulePath !== 'string' || options.schedulePath === '') {
     throw new ConfigError('CONFIG_MISSING', 'schedulePath', 'The scheduler needs a schedule file; pass --schedule <file> (or schedulePath).');
   }
-  const pick = (variable: string, value: number | undefined, fallback: number, range: { min: number; max: number }): number =>
-    parseIntegerSetting(variable, value ?? env[variable], range) ?? fallback;
-  const leaseTtlMs = pick('TASKLINE_BEAT_LEASE_MS', options.leaseTtlMs, 10_000, { min: 300, max: 600_000 });
+  const settings = resolveSettings(SCHEDULER_SETTINGS, { options, env });
+  const { leaseTtlMs } = settings;
   return {
+    ...settings,
     schedulePath: options.schedulePath,
     connections: options.connections ?? null,
     connection: options.connection ?? {},
     prefix: resolvePrefix(env, options.prefix),
     routes: resolveRoutes(options.routes, env),
-    leaseTtlMs,
     renewIntervalMs: Math.max(50, Math.floor(leaseTtlMs / 4)),
     minRemainingMs: Math.floor(leaseTtlMs / 3),
-    reconcileIntervalMs: pick('TASKLINE_BEAT_RECONCILE_MS', options.reconcileIntervalMs, 60_000, { min: 100, max: 86_400_000 }),
-    watchIntervalMs: pick('TASKLINE_BEAT_WATCH_MS', options.watchIntervalMs, 5_000, { min: 50, max: 3_600_000 }),
-    debounceMs: pick('TASKLINE_BEAT_DEBOUNCE_MS', options.debounceMs, 200, { min: 0, max: 60_000 }),
-    statsIntervalMs: pick('TASKLINE_BEAT_STATS_MS', options.statsIntervalMs, 5_000, { min: 50, max: 3_600_000 }),
     logger: options.logger ?? null,
     registry: options.registry ?? null,
     env,

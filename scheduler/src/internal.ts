@@ -3,3 +3,4 @@
  * unit tests of the leader lease). No compatibility promise: applications import `@taskline/scheduler`.
  */
 export { LeaderLease } from './leader-lease.js';
+export { SCHEDULER_SETTINGS, SCHEDULER_BIN_SETTINGS } from './settings.js';

@@ -6,6 +6,7 @@ import { createSilentLogger, type Logger } from './logger.js';
 import { ConnectionMetrics, createMetricsRegistry } from './metrics.js';
 import { RedisService, type ConnectionHealth, type ProcessRole } from './redis-service.js';
 import { redactRedisDebugOutput } from './redis-debug.js';
+import { warnUnknownVariables } from './settings/unknown-vars.js';
 
 export interface CreateConnectionsOptions {
   /** Unresolved options (env and defaults are layered in) or an already resolved set. */
@@ -77,6 +78,8 @@ export class TasklineConnections {
     this.broker = make('broker');
     this.backend = make('backend');
     for (const warning of this.options.warnings) this.logger.warn(warning);
+    // A typo'd TASKLINE_*/REDIS_* variable would otherwise be ignored without a word (once per variable and process).
+    warnUnknownVariables(init.env ?? process.env, this.logger);
     const passwords = [this.options.broker.password, this.options.backend.password].map(p => p?.reveal() ?? '');
     redactRedisDebugOutput(passwords, this.logger);
   }

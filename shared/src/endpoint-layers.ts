@@ -1,7 +1,9 @@
 import { ConfigError, type ServiceRole } from './errors.js';
 import { envPrefix } from './error-mapping.js';
-import { parseBooleanSetting, parseIntegerSetting } from './env-parsing.js';
 import type { RedisEndpointOptions } from './config.js';
+import { endpointTable, type EndpointPrefix } from './settings/connection-table.js';
+import { int } from './settings/parsers.js';
+import { resolveSettings } from './settings/resolve.js';
 
 /**
  * The layers a Redis endpoint is described in (a `redis://` / `rediss://` URL, the REDIS_* or
@@ -16,6 +18,10 @@ type Env = Record<string, string | undefined>;
 export type EndpointLayer = Omit<RedisEndpointOptions, 'url'> & { insecure?: string };
 
 const INSECURE_CERT_REQS = new Set(['none', 'cert_none', 'optional', 'cert_optional']);
+
+const PORT = int({ min: 1, max: 65_535 });
+const DB = int({ min: 0, max: 1_000_000 });
+const inUrl = (variable: string) => ({ variable, source: 'env' as const, secret: false });
 
 /** Parses a redis URL into layer fields; refuses the query parameters that turn verification off. */
 function parseRedisUrl(variable: string, raw: string): EndpointLayer {
@@ -34,9 +40,9 @@ function parseRedisUrl(variable: string, raw: string): EndpointLayer {
   }
   const layer: EndpointLayer = { tls: url.protocol === 'rediss:' };
   if (url.hostname) layer.host = url.hostname.replace(/^\[|\]$/g, '');
-  if (url.port) layer.port = parseIntegerSetting(`${variable} (port)`, url.port, { min: 1, max: 65535 });
+  if (url.port) layer.port = PORT.parse(url.port, inUrl(`${variable} (port)`));
   const path = url.pathname.replace(/^\//, '');
-  if (path) layer.db = parseIntegerSetting(`${variable} (database)`, path, { min: 0, max: 1_000_000 });
+  if (path) layer.db = DB.parse(path, inUrl(`${variable} (database)`));
   if (url.username) layer.username = decodeURIComponent(url.username);
   if (url.password) layer.password = decodeURIComponent(url.password);
   for (const [key, value] of url.searchParams) {
@@ -53,7 +59,7 @@ function parseRedisUrl(variable: string, raw: string): EndpointLayer {
     } else if (name === 'ssl_cert_reqs') {
       // required / cert_required: what we do anyway
     } else if (name === 'db') {
-      layer.db = parseIntegerSetting(`${variable} (db)`, value, { min: 0, max: 1_000_000 });
+      layer.db = DB.parse(value, inUrl(`${variable} (db)`));
     } else {
       throw new ConfigError(
         'CONFIG_UNKNOWN_URL_PARAMETER',
@@ -67,27 +73,17 @@ function parseRedisUrl(variable: string, raw: string): EndpointLayer {
 
 const FALSEY = new Set(['false', '0', 'no', 'off', 'none']);
 
-export function envLayer(env: Env, prefix: string): EndpointLayer {
-  const url = env[`${prefix}URL`];
-  const layer: EndpointLayer = url ? parseRedisUrl(`${prefix}URL`, url) : {};
-  const set = <K extends keyof EndpointLayer>(key: K, value: EndpointLayer[K] | undefined): void => {
-    if (value !== undefined && value !== '') layer[key] = value;
-  };
-  set('host', env[`${prefix}HOST`]);
-  set('port', parseIntegerSetting(`${prefix}PORT`, env[`${prefix}PORT`], { min: 1, max: 65535 }));
-  set('db', parseIntegerSetting(`${prefix}DB`, env[`${prefix}DB`], { min: 0, max: 1_000_000 }));
-  set('username', env[`${prefix}USERNAME`]);
-  set('password', env[`${prefix}PASSWORD`]);
-  set('passwordFile', env[`${prefix}PASSWORD_FILE`]);
-  set('tls', parseBooleanSetting(`${prefix}SSL`, env[`${prefix}SSL`]));
-  set('caFile', env[`${prefix}CA_CERT`]);
-  set('certFile', env[`${prefix}CLIENT_CERT`]);
-  set('keyFile', env[`${prefix}CLIENT_KEY`]);
-  set('servername', env[`${prefix}TLS_SERVERNAME`]);
-  const certReqs = env[`${prefix}SSL_CERT_REQS`];
-  if (certReqs && INSECURE_CERT_REQS.has(certReqs.toLowerCase())) layer.insecure = `${prefix}SSL_CERT_REQS=${certReqs}`;
-  const reject = env[`${prefix}TLS_REJECT_UNAUTHORIZED`];
-  if (reject && FALSEY.has(reject.toLowerCase())) layer.insecure = `${prefix}TLS_REJECT_UNAUTHORIZED=${reject}`;
+/** One service's REDIS_* or RESULT_REDIS_* variables (the endpoint table) as a layer. */
+export function envLayer(env: Env, prefix: EndpointPrefix): EndpointLayer {
+  const { url, sslCertReqs, tlsRejectUnauthorized, ...fields } = resolveSettings(endpointTable(prefix), { env });
+  const layer: EndpointLayer = typeof url === 'string' ? parseRedisUrl(`${prefix}URL`, url) : {};
+  for (const [key, value] of Object.entries(fields)) {
+    if (value !== undefined) (layer as Record<string, unknown>)[key] = value;
+  }
+  if (typeof sslCertReqs === 'string' && INSECURE_CERT_REQS.has(sslCertReqs.toLowerCase())) layer.insecure = `${prefix}SSL_CERT_REQS=${sslCertReqs}`;
+  if (typeof tlsRejectUnauthorized === 'string' && FALSEY.has(tlsRejectUnauthorized.toLowerCase())) {
+    layer.insecure = `${prefix}TLS_REJECT_UNAUTHORIZED=${tlsRejectUnauthorized}`;
+  }
   return layer;
 }
 

@@ -4,6 +4,10 @@ import type { ConnectionOptions } from './config.js';
 import { createConnections, type HealthReport } from './connections.js';
 import type { ConnectionHealth } from './redis-service.js';
 import { createLogger } from './logger.js';
+import { CONNECTION_SETTINGS, endpointTable } from './settings/connection-table.js';
+import { addFlags } from './settings/flags.js';
+import { optionsFromFlags } from './settings/resolve.js';
+import { describeUnknownVariable, findUnknownVariables } from './settings/unknown-vars.js';
 
 /** One line per connection: what an operator reads first. */
 export function formatHealthLine(h: ConnectionHealth): string {
@@ -19,21 +23,26 @@ export function formatHealthReport(report: HealthReport): string {
   return [formatHealthLine(report.broker), formatHealthLine(report.backend)].join('\n');
 }
 
-/** The yargs flags every bin accepts for its connections; they layer over the environment. */
-export function withConnectionFlags<T>(yargs: Argv<T>) {
-  return yargs
-    .option('redis-url', { type: 'string', describe: 'Broker URL (rediss://[user@]host:port/db); overrides REDIS_URL. Keep the password out of it (REDIS_PASSWORD_FILE): argv is visible to every user of the host' })
-    .option('result-redis-url', { type: 'string', describe: 'Result backend URL; overrides RESULT_REDIS_URL (password: RESULT_REDIS_PASSWORD_FILE)' });
+type Flags = { 'redis-url'?: unknown; 'result-redis-url'?: unknown };
+
+/**
+ * The yargs flags every bin accepts for its connections, from the tables: the endpoint URLs
+ * (`--redis-url`, `--result-redis-url`) and every `CONNECTION_SETTINGS` row with a flag. They
+ * layer over the environment.
+ */
+export function withConnectionFlags<T>(yargs: Argv<T>): Argv<T & { 'redis-url'?: string | undefined; 'result-redis-url'?: string | undefined }> {
+  const urls = { broker: endpointTable('REDIS_').url, backend: endpointTable('RESULT_REDIS_').url };
+  return addFlags(addFlags(yargs, urls), CONNECTION_SETTINGS) as Argv<T & { 'redis-url'?: string | undefined; 'result-redis-url'?: string | undefined }>;
 }
 
 /**
  * Turns the connection flags into library options (the same resolver as env and code). The
  * resolver names the flags in its errors and warns about a password in them (argv is public).
  */
-export function connectionOptionsFromFlags(argv: { 'redis-url'?: string | undefined; 'result-redis-url'?: string | undefined }): ConnectionOptions {
-  const options: ConnectionOptions = { urlSource: 'flags' };
-  if (argv['redis-url']) options.broker = { url: argv['redis-url'] };
-  if (argv['result-redis-url']) options.backend = { url: argv['result-redis-url'] };
+export function connectionOptionsFromFlags(argv: Flags): ConnectionOptions {
+  const options: ConnectionOptions = { ...optionsFromFlags(CONNECTION_SETTINGS, argv), urlSource: 'flags' };
+  if (typeof argv['redis-url'] === 'string' && argv['redis-url']) options.broker = { url: argv['redis-url'] };
+  if (typeof argv['result-redis-url'] === 'string' && argv['result-redis-url']) options.backend = { url: argv['result-redis-url'] };
   return options;
 }
 
@@ -56,6 +65,7 @@ export async function runHealthCheck(options: ConnectionOptions, out: (line: str
   }
   // Start-up warnings (plaintext, a password on the command line) are news to whoever runs this.
   for (const warning of connections.options.warnings) console.error(`WARN ${warning}`);
+  for (const unknown of findUnknownVariables(env)) console.error(`WARN ${describeUnknownVariable(unknown)}`);
   try {
     const report = await connections.checkHealth();
     out(formatHealthReport(report));
@@ -69,7 +79,7 @@ export async function runHealthCheck(options: ConnectionOptions, out: (line: str
 }
 
 /** `health`: mounted by every taskline bin, reading its settings from `env`. */
-export function healthCommand(env: Env = process.env): CommandModule<object, { 'redis-url'?: string; 'result-redis-url'?: string }> {
+export function healthCommand(env: Env = process.env): CommandModule<object, Flags> {
   return {
     command: 'health',
     describe: 'Check the broker and result-backend connections (TLS version, cipher, certificate days left, latency)',

@@ -28,7 +28,6 @@ export { ConnectionMetrics, getOrCreateCounter, getOrCreateGauge, getOrCreateHis
 export { healthCommand, withConnectionFlags, connectionOptionsFromFlags } from './health-command.js';
 export { startOpsServer } from './ops-server.js';
 export type { OpsServer, ReadinessReport } from './ops-server.js';
-export { parseIntegerSetting, parseBooleanSetting, resolveMetricsPort } from './env-parsing.js';
 export { canTransition, isJobState, JOB_STATES, LUA_JOB_STATES } from './job/job-states.js';
 export type { FinalState } from './job/job-states.js';
 export { ResultBackend, isFinalAnswer } from './result-backend.js';
@@ -42,6 +41,17 @@ export { scriptsCommand } from './scripts-command.js';
 export { scriptCatalog, installedScriptContributions, loadScripts, checkScripts, watchScripts } from './script-loader.js';
 export type { ScriptCatalog, ScriptContribution, ScriptReport, ScriptWatchState } from './script-loader.js';
 export { resolveResultExpiresSeconds, toJobErrorInfo, jobMeta, withJobMeta } from './job-contract.js';
-export { resolvePrefix, assertQueueName, assertTaskName, NAME_RULES } from './names.js';
+export { assertQueueName, assertTaskName, NAME_RULES } from './names.js';
 export { CommandBatcher } from './command-batcher.js';
 export { QueueRegistry } from './queue-registry.js';
+
+// Settings as data: the machinery each package's table is written with, and shared's own tables.
+export { setting, variablesOf } from './settings/table.js';
+export type { Setting, Table } from './settings/table.js';
+export { bool, custom, int, list, oneOf, secondsAsMs, text } from './settings/parsers.js';
+export { resolveSetting, resolveSettings, optionsFromFlags } from './settings/resolve.js';
+export { addFlags } from './settings/flags.js';
+export { CONNECTION_SETTINGS, ENDPOINT_SETTINGS, endpointTable } from './settings/connection-table.js';
+export { PROCESS_SETTINGS, metricsPortSetting, resolvePrefix } from './settings/process-table.js';
+export { warnUnknownVariables, findUnknownVariables, editDistance, ALLOWED_VARIABLES } from './settings/unknown-vars.js';
+export { KNOWN_VARIABLES } from './settings/known-variables.js';

@@ -1,4 +1,5 @@
-import { parseIntegerSetting } from './env-parsing.js';
+import { PROCESS_SETTINGS } from './settings/process-table.js';
+import { resolveSetting } from './settings/resolve.js';
 import type { JobState } from './job/job-states.js';
 
 /**
@@ -61,8 +62,7 @@ export const DEFAULT_QUEUE = 'default';
  * here; the result backend is given the result. @defaultValue `86400`
  */
 export function resolveResultExpiresSeconds(env: Record<string, string | undefined> = process.env, option?: number): number {
-  const range = { min: 1, max: 31_536_000 };
-  return parseIntegerSetting('resultExpiresSeconds', option, range) ?? parseIntegerSetting('RESULT_EXPIRES', env['RESULT_EXPIRES'], range) ?? 86_400;
+  return resolveSetting('resultExpiresSeconds', PROCESS_SETTINGS.resultExpiresSeconds, { options: { resultExpiresSeconds: option }, env });
 }
 
 /**

@@ -1,4 +1,4 @@
-import { ConfigError, TasklineError } from './errors.js';
+import { TasklineError } from './errors.js';
 
 /**
  * The one set of name rules: what a queue, a task, a key prefix and a schedule id may be. Every
@@ -54,18 +54,4 @@ export function assertQueueName(queue: string): string {
 export function assertTaskName(task: string): string {
   if (!isTaskName(task)) throw new InvalidNameError('task', task);
   return task;
-}
-
-/**
- * BullMQ key prefix shared by every taskline process: `option` if given, else `TASKLINE_PREFIX`,
- * else `taskline`; a ConfigError naming the option or the variable when it breaks the rule.
- * @defaultValue `taskline`
- */
-export function resolvePrefix(env: Record<string, string | undefined> = process.env, option?: string): string {
-  const variable = option !== undefined ? 'prefix' : 'TASKLINE_PREFIX';
-  const prefix = option ?? env['TASKLINE_PREFIX'] ?? 'taskline';
-  if (!NAME_RULES.prefix.pattern.test(prefix)) {
-    throw new ConfigError('CONFIG_INVALID_PREFIX', variable, `${variable} must be ${NAME_RULES.prefix.says}, got "${prefix}"; fix or unset it.`);
-  }
-  return prefix;
 }

@@ -1,10 +1,13 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
+import { ALLOWED_VARIABLES, KNOWN_VARIABLES } from '@taskline/shared/internal';
+import { DOC_PATH, KNOWN_PATH, knownVariables, renderConfigurationDoc, renderKnownVariables } from '../../scripts/config-doc.js';
 import { ROOT } from './ops-helpers.js';
 
-// Every environment variable the code reads must be documented in docs/CONFIGURATION.md, so an
-// operator never has to read the sources to find a setting or its default.
+// docs/CONFIGURATION.md is generated from the settings tables (pnpm docs:config), and every
+// variable the code reads is a row of some table, so an operator never has to read the sources to
+// find a setting or its default, and the unknown-variable warning never fires for a real setting.
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir).flatMap(name => {
@@ -13,44 +16,42 @@ function sourceFiles(dir: string): string[] {
   });
 }
 
-/** Variable names as the resolvers read them: env['X'], env[`${prefix}X`], and the helpers that take a name. */
-function variablesRead(): Map<string, string> {
+/** Variables read outside the tables: `env['X']` / `process.env.X` in any package's sources. */
+function variablesReadDirectly(): Map<string, string> {
   const found = new Map<string, string>();
-  const patterns = [
-    /env\[['`]([A-Z][A-Z0-9_]+)['`]\]/g,
-    /parseIntegerSetting\('([A-Z][A-Z0-9_]+)'/g,
-    /parseBooleanSetting\('([A-Z][A-Z0-9_]+)'/g,
-    /parseSecondsSetting\('([A-Z][A-Z0-9_]+)'/g,
-    /\bint\('([A-Z][A-Z0-9_]+)'/g,
-    /\bpick\('([A-Z][A-Z0-9_]+)'/g,
-    /\boption\('\w+', '([A-Z][A-Z0-9_]+)'/g,
-  ];
   for (const pkg of ['shared', 'producer', 'worker', 'scheduler']) {
     for (const file of sourceFiles(path.join(ROOT, pkg, 'src'))) {
       const text = readFileSync(file, 'utf8');
-      const where = path.relative(ROOT, file);
-      for (const pattern of patterns) for (const m of text.matchAll(pattern)) if (m[1]) found.set(m[1], where);
-      // Per-service variables: env[`${prefix}CA_CERT`] is read as REDIS_CA_CERT and RESULT_REDIS_CA_CERT.
-      for (const m of text.matchAll(/env\[`\$\{prefix\}([A-Z][A-Z0-9_]+)`\]/g)) {
-        if (m[1]) for (const prefix of ['REDIS_', 'RESULT_REDIS_']) found.set(`${prefix}${m[1]}`, where);
-      }
+      for (const m of text.matchAll(/(?:env\[['`]|process\.env\.)([A-Z][A-Z0-9_]+)/g)) if (m[1]) found.set(m[1], path.relative(ROOT, file));
     }
   }
   return found;
 }
 
-describe('ops: docs/CONFIGURATION.md documents every environment variable', () => {
-  const doc = readFileSync(path.join(ROOT, 'docs/CONFIGURATION.md'), 'utf8');
-  const variables = variablesRead();
-
-  it('finds the variables in the sources (the check below is not vacuous)', () => {
-    for (const name of ['REDIS_CA_CERT', 'RESULT_REDIS_CLIENT_KEY', 'REDIS_MAX_CONNECTIONS', 'TASKLINE_CONCURRENCY', 'TASKLINE_BEAT_LEASE_MS', 'PRODUCER_API_TOKEN_FILE', 'LOG_LEVEL']) {
-      expect(variables.has(name), name).to.equal(true);
-    }
+describe('ops: docs/CONFIGURATION.md is generated from the settings tables', () => {
+  it('the committed file is what the tables generate (run `pnpm docs:config` after changing a table)', () => {
+    expect(readFileSync(DOC_PATH, 'utf8') === renderConfigurationDoc(), 'docs/CONFIGURATION.md differs from the tables: run pnpm docs:config').to.equal(true);
   });
 
-  it('names each one', () => {
-    const missing = [...variables].filter(([name]) => !doc.includes(`\`${name}\``)).map(([name, file]) => `${name} (${file})`);
-    expect(missing, 'variables read by the code but missing from docs/CONFIGURATION.md').to.deep.equal([]);
+  it('the known-variable list the warning reads is what the tables generate, and the built one is current', () => {
+    expect(readFileSync(KNOWN_PATH, 'utf8') === renderKnownVariables(), 'shared/src/settings/known-variables.ts is stale: run pnpm docs:config').to.equal(true);
+    expect([...KNOWN_VARIABLES]).to.deep.equal(knownVariables());
+  });
+
+  it('documents every variable of every table, the result backend\'s included', () => {
+    const doc = readFileSync(DOC_PATH, 'utf8');
+    const names = knownVariables();
+    for (const name of ['REDIS_CA_CERT', 'RESULT_REDIS_CLIENT_KEY', 'REDIS_MAX_CONNECTIONS', 'TASKLINE_CONCURRENCY', 'TASKLINE_BEAT_LEASE_MS', 'PRODUCER_API_TOKEN_FILE', 'LOG_LEVEL']) {
+      expect(names, name).to.include(name);
+    }
+    expect(names.filter(name => !doc.includes(`\`${name}\``))).to.deep.equal([]);
+  });
+
+  it('reads no variable that is not a row of a table (or allowed, with its reason)', () => {
+    const direct = variablesReadDirectly();
+    expect(direct.has('TASKLINE_ENV') && direct.has('LOG_LEVEL'), 'the scan finds direct reads').to.equal(true);
+    const known = new Set(knownVariables());
+    const stray = [...direct].filter(([name]) => !known.has(name) && !(name in ALLOWED_VARIABLES)).map(([name, file]) => `${name} (${file})`);
+    expect(stray, 'variables read by the code but declared in no settings table').to.deep.equal([]);
   });
 });

@@ -76,6 +76,16 @@ describe('`health` command of every bin (real TLS)', function () {
     expect(run.ms).to.be.below(10_000);
   });
 
+  it('warns about a misspelt variable, naming the one it most likely meant, and still checks', async function () {
+    const env = { ...broker.env('REDIS_'), ...backend.env('RESULT_REDIS_'), REDIS_MAX_CONECTIONS: '5', TASKLINE_HEALTHCHECK_URL: 'https://127.0.0.1:1/healthz' };
+    const run = await health('taskline-producer', env);
+    expect(run.code, run.stdout + run.stderr).to.equal(0);
+    const warnings = run.stderr.split('\n').filter(line => line.startsWith('WARN '));
+    expect(warnings).to.deep.equal([
+      'WARN REDIS_MAX_CONECTIONS is not a taskline setting and is ignored; did you mean REDIS_MAX_CONNECTIONS? (docs/CONFIGURATION.md lists every setting)',
+    ]);
+  });
+
   it('refuses an insecure configuration before connecting', async function () {
     const env = { ...broker.env('REDIS_'), TASKLINE_ENV: 'production', REDIS_URL: `rediss://127.0.0.1:${broker.port}/0?ssl_cert_reqs=none` };
     const run = await health('taskline-worker', env);

@@ -2,10 +2,12 @@ import yargs from 'yargs';
 import { RedisConnection } from 'bullmq';
 import { createLogger, createMetricsRegistry } from '@taskline/shared';
 import {
+  addFlags,
   connectionOptionsFromFlags,
   failUsage,
   healthCommand,
-  resolveMetricsPort,
+  optionsFromFlags,
+  resolveSettings,
   scriptsCommand,
   startOpsServer,
   startWithRetry,
@@ -14,17 +16,13 @@ import {
   type OpsServer,
   type RunCliOptions,
 } from '@taskline/shared/internal';
+import { WORKER_BIN_SETTINGS, WORKER_SETTINGS } from './settings.js';
 import { loadTaskModule } from './task-module.js';
 import { createWorker, type CloseOutcome, type TasklineWorker } from './worker.js';
 
-const DEFAULT_METRICS_PORT = 9464;
-
+/** `start`'s argv: `--tasks` and the connection URLs; the settings tables' flags are read from it by name. */
 interface StartArgs {
   tasks: string;
-  queues?: string | undefined;
-  concurrency?: number | undefined;
-  isolation?: string | undefined;
-  'metrics-port'?: number | undefined;
   'redis-url'?: string | undefined;
   'result-redis-url'?: string | undefined;
 }
@@ -32,9 +30,9 @@ interface StartArgs {
 /** Runs until the first signal, then drains; a second signal forces. Resolves with the exit code. */
 async function start(argv: StartArgs, cli: CliContext, env: Record<string, string | undefined>): Promise<number> {
   const logger = createLogger({ component: 'worker', env });
-  const metricsPort = resolveMetricsPort(argv['metrics-port'], env, DEFAULT_METRICS_PORT);
+  const { metricsPort } = resolveSettings(WORKER_BIN_SETTINGS, { flags: argv, env });
+  const fromFlags = optionsFromFlags(WORKER_SETTINGS, argv);
   const tasks = await loadTaskModule(argv.tasks);
-  const queues = argv.queues?.split(',').map(q => q.trim()).filter(Boolean);
   // One registry and one ops server for the process, up before the worker: while it cannot
   // start, /healthz answers and /readyz says why.
   const registry = createMetricsRegistry();
@@ -64,9 +62,7 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
           env,
           registry,
           connection: connectionOptionsFromFlags(argv),
-          ...(queues ? { queues } : {}),
-          ...(argv.concurrency === undefined ? {} : { concurrency: argv.concurrency }),
-          ...(argv.isolation === undefined ? {} : { isolation: argv.isolation as 'none' | 'process' | 'thread' }),
+          ...fromFlags,
         }),
       start: candidate => candidate.start(),
       discard: candidate => candidate.close({ force: true }),
@@ -103,16 +99,15 @@ export async function main(argv: string[], cli: CliContext, env: Record<string, 
   let exitCode: number | undefined;
   await yargs(argv)
     .scriptName('taskline-worker')
-    .command<StartArgs>(
+    .command(
       'start',
       'Run the tasks of a module, consuming their queues until SIGTERM/SIGINT (which drain in-flight jobs)',
       y =>
-        withConnectionFlags(y)
-          .option('tasks', { type: 'string', demandOption: true, describe: 'Module whose default export (or `tasks` export) is defineTasks({...}); .ts works' })
-          .option('queues', { type: 'string', describe: 'Comma-separated queues to consume (default: every queue the tasks name)' })
-          .option('concurrency', { type: 'number', describe: 'Jobs at once per queue (default TASKLINE_CONCURRENCY or 10)' })
-          .option('isolation', { type: 'string', choices: ['none', 'process', 'thread'], describe: 'Run every handler in a pool of child processes or worker threads (default TASKLINE_ISOLATION or none: only tasks marked isolated)' })
-          .option('metrics-port', { type: 'number', describe: `Port of /metrics, /healthz, /readyz (default TASKLINE_METRICS_PORT or ${DEFAULT_METRICS_PORT}; 0 picks a free one)` }) as never,
+        addFlags(addFlags(withConnectionFlags(y), WORKER_SETTINGS), WORKER_BIN_SETTINGS).option('tasks', {
+          type: 'string',
+          demandOption: true,
+          describe: 'Module whose default export (or `tasks` export) is defineTasks({...}); .ts works',
+        }),
       async args => {
         exitCode = await start(args, cli, env);
       },

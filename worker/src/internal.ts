@@ -9,3 +9,4 @@ export { tasklineBackoffStrategy, TASKLINE_BACKOFF_TYPE } from './backoff.js';
 export { WorkerMetrics } from './worker-metrics.js';
 export { decideOutcome } from './attempt-outcome.js';
 export type { OutcomeDecision, NextStep, WrittenState } from './attempt-outcome.js';
+export { WORKER_SETTINGS, WORKER_BIN_SETTINGS } from './settings.js';

@@ -1,7 +1,8 @@
 import type { Registry } from 'prom-client';
 import { ConfigError, InvalidNameError, isQueueName, createSilentLogger, DEFAULT_QUEUE, resolveRoutes, type ConnectionOptions, type Logger, type RouteTable, type Routes } from '@taskline/shared';
-import { parseIntegerSetting, resolvePrefix, resolveResultExpiresSeconds } from '@taskline/shared/internal';
+import { resolvePrefix, resolveResultExpiresSeconds, resolveSettings } from '@taskline/shared/internal';
 import { availableParallelism } from 'node:os';
+import { WORKER_SETTINGS } from './settings.js';
 import { isTaskSet, type IsolationKind, type ResolvedTask, type TaskSet } from './tasks.js';
 
 type Env = Record<string, string | undefined>;
@@ -105,37 +106,36 @@ export interface ResolvedWorkerOptions {
   env: Env;
 }
 
-function option(name: string, envName: string, value: number | undefined, env: Env, range: { min: number; max: number }, fallback: number): number {
-  const fromOption = parseIntegerSetting(name, value, range);
-  if (fromOption !== undefined) return fromOption;
-  return parseIntegerSetting(envName, env[envName], range) ?? fallback;
-}
-
-/** Fills every default (options, then environment, then built-ins) and validates. */
-export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOptions {
-  if (!isTaskSet(options?.tasks)) {
-    throw new ConfigError('WORKER_NO_TASKS', 'tasks', 'createWorker() needs `tasks`: the result of defineTasks({...}).');
-  }
-  const env = options.env ?? process.env;
-  const routes = resolveRoutes(options.routes, env);
-  const taskQueues = [...options.tasks.tasks.values()].map(t => t.queue ?? routes.queueFor(t.name) ?? DEFAULT_QUEUE);
-  const queues = options.queues ?? [...new Set(taskQueues)];
-  if (!Array.isArray(queues) || queues.length === 0) {
-    throw new ConfigError('WORKER_NO_QUEUES', 'queues', 'The worker was given no queues; name at least one (e.g. --queues default).');
-  }
-  for (const queue of queues) {
-    if (!isQueueName(queue)) throw new ConfigError('WORKER_BAD_QUEUE', 'queues', new InvalidNameError('queue', queue).message);
-  }
-  const isolation = options.isolation ?? env['TASKLINE_ISOLATION'] ?? 'none';
-  if (isolation !== 'none' && isolation !== 'process' && isolation !== 'thread') {
-    throw new ConfigError('WORKER_BAD_ISOLATION', 'TASKLINE_ISOLATION', `Isolation must be none, process or thread, got ${JSON.stringify(isolation)}; fix --isolation / TASKLINE_ISOLATION.`);
-  }
-  const isolationOf = (task: ResolvedTask): IsolationKind | null => {
+/** The isolation each task runs with, given the worker's (`null`: in the event loop). */
+function isolationFor(isolation: 'none' | IsolationKind): (task: ResolvedTask) => IsolationKind | null {
+  return task => {
     if (task.isolated === false) return null;
     if (task.isolated === 'process' || task.isolated === 'thread') return task.isolated;
     if (task.isolated === true) return isolation === 'none' ? DEFAULT_ISOLATION : isolation;
     return isolation === 'none' ? null : isolation;
   };
+}
+
+function checkQueues(queues: string[]): string[] {
+  if (queues.length === 0) {
+    throw new ConfigError('WORKER_NO_QUEUES', 'queues', 'The worker was given no queues; name at least one (e.g. --queues default).');
+  }
+  for (const queue of queues) {
+    if (!isQueueName(queue)) throw new ConfigError('WORKER_BAD_QUEUE', 'queues', new InvalidNameError('queue', queue).message);
+  }
+  return [...new Set(queues)];
+}
+
+/** Fills every default (options, then environment, then the `WORKER_SETTINGS` defaults) and validates. */
+export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOptions {
+  if (!isTaskSet(options?.tasks)) {
+    throw new ConfigError('WORKER_NO_TASKS', 'tasks', 'createWorker() needs `tasks`: the result of defineTasks({...}).');
+  }
+  const env = options.env ?? process.env;
+  const { queues, isolatedPoolSize, isolation, ...settings } = resolveSettings(WORKER_SETTINGS, { options, env });
+  const routes = resolveRoutes(options.routes, env);
+  const taskQueues = [...options.tasks.tasks.values()].map(t => t.queue ?? routes.queueFor(t.name) ?? DEFAULT_QUEUE);
+  const isolationOf = isolationFor(isolation);
   const tasksModule = options.tasksModule ?? options.tasks.module ?? null;
   const isolatedTasks = [...options.tasks.tasks.values()].filter(t => isolationOf(t) !== null);
   if (isolatedTasks.length > 0 && tasksModule === null) {
@@ -145,30 +145,18 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
       `Task "${isolatedTasks[0]?.name}" runs isolated, so its code must load by path: start the worker with --tasks <module>, or pass createWorker({ tasksModule }) (the module's path).`,
     );
   }
-  const concurrency = option('concurrency', 'TASKLINE_CONCURRENCY', options.concurrency, env, { min: 1, max: 10_000 }, 10);
-  const lockDurationMs = option('lockDurationMs', 'TASKLINE_LOCK_DURATION_MS', options.lockDurationMs, env, { min: 1000, max: 86_400_000 }, 30_000);
   return {
+    ...settings,
     tasks: options.tasks,
-    queues: [...new Set(queues)],
+    queues: checkQueues(queues ?? [...new Set(taskQueues)]),
     routes,
-    concurrency,
     connection: options.connection ?? {},
     prefix: resolvePrefix(env, options.prefix),
     logger: options.logger ?? createSilentLogger(),
     registry: options.registry ?? null,
-    shutdownGraceMs: option('shutdownGraceMs', 'TASKLINE_SHUTDOWN_GRACE_MS', options.shutdownGraceMs, env, { min: 0, max: 86_400_000 }, 30_000),
-    lockDurationMs,
-    stalledIntervalMs: option('stalledIntervalMs', 'TASKLINE_STALLED_INTERVAL_MS', options.stalledIntervalMs, env, { min: 100, max: 86_400_000 }, 30_000),
-    maxStalledCount: option('maxStalledCount', 'TASKLINE_MAX_STALLED_COUNT', options.maxStalledCount, env, { min: 0, max: 1000 }, 3),
-    resultWriteDeadlineMs: option('resultWriteDeadlineMs', 'RESULT_WRITE_DEADLINE_MS', options.resultWriteDeadlineMs, env, { min: 0, max: 3_600_000 }, 30_000),
     resultExpiresSeconds: resolveResultExpiresSeconds(env, options.resultExpiresSeconds),
-    startedDelayMs: option('startedDelayMs', 'TASKLINE_STARTED_DELAY_MS', options.startedDelayMs, env, { min: 0, max: 60_000 }, 0),
-    maxResultBytes: option('maxResultBytes', 'TASKLINE_MAX_RESULT_BYTES', options.maxResultBytes, env, { min: 1, max: 512 * 1024 * 1024 }, 1024 * 1024),
-    progressIntervalMs: option('progressIntervalMs', 'TASKLINE_PROGRESS_INTERVAL_MS', options.progressIntervalMs, env, { min: 0, max: 600_000 }, 250),
-    settleIntervalMs: option('settleIntervalMs', 'TASKLINE_SETTLE_INTERVAL_MS', options.settleIntervalMs, env, { min: 100, max: 3_600_000 }, 5000),
     isolationOf,
-    isolatedPoolSize: option('isolatedPoolSize', 'TASKLINE_ISOLATED_POOL_SIZE', options.isolatedPoolSize, env, { min: 1, max: 1024 }, Math.max(1, Math.min(concurrency, availableParallelism()))),
-    killGraceMs: option('killGraceMs', 'TASKLINE_KILL_GRACE_MS', options.killGraceMs, env, { min: 0, max: 600_000 }, 5000),
+    isolatedPoolSize: isolatedPoolSize ?? Math.max(1, Math.min(settings.concurrency, availableParallelism())),
     tasksModule,
     env,
   };
