@@ -13,6 +13,7 @@ import {
   scriptsCommand,
   startOpsServer,
   startWithRetry,
+  packageVersion,
   withConnectionFlags,
   type CliContext,
   type OpsServer,
@@ -43,10 +44,11 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
   const logger = createLogger({ component: 'scheduler', env });
   const metricsPort = resolveMetricsPort(argv['metrics-port'], env, DEFAULT_METRICS_PORT);
   // Settings and files are read afresh at each attempt: a Redis that comes up, or a secret or
-  // certificate fixed on disk, lets the beat start without a restart (a bad schedule file does not).
+  // certificate file mounted late, lets the beat start; what waiting cannot fix exits.
   const started = await startWithRetry({
     stop: cli.stop,
     logger,
+    env,
     create: () => createScheduler({ schedulePath: argv.schedule, connection: connectionOptionsFromFlags(argv), logger, env }),
     start: candidate => candidate.start(),
     discard: candidate => candidate.close(),
@@ -160,6 +162,7 @@ export async function main(argv: string[], cli: CliContext, env: Record<string, 
     .demandCommand(1, 'Name a command: start, list, validate, health or scripts.')
     .strict()
     .help()
+    .version(packageVersion(new URL('../package.json', import.meta.url)))
     .fail(failUsage)
     .parseAsync();
   return exitCode;

@@ -2,6 +2,7 @@ import { ConfigError, type ServiceRole } from './errors.js';
 import { envPrefix } from './error-mapping.js';
 import { parseBooleanSetting, parseIntegerSetting } from './env-parsing.js';
 import type { RedisEndpointOptions } from './config.js';
+import { decodeUrlCredential, invalidUrlError } from './url-credentials.js';
 
 /**
  * The layers a Redis endpoint is described in (a `redis://` / `rediss://` URL, the REDIS_* or
@@ -23,7 +24,7 @@ function parseRedisUrl(variable: string, raw: string): EndpointLayer {
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError('CONFIG_INVALID_URL', variable, `${variable} is not a valid URL; use rediss://[user:password@]host:port/db.`);
+    throw invalidUrlError(variable);
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
     throw new ConfigError(
@@ -37,8 +38,8 @@ function parseRedisUrl(variable: string, raw: string): EndpointLayer {
   if (url.port) layer.port = parseIntegerSetting(`${variable} (port)`, url.port, { min: 1, max: 65535 });
   const path = url.pathname.replace(/^\//, '');
   if (path) layer.db = parseIntegerSetting(`${variable} (database)`, path, { min: 0, max: 1_000_000 });
-  if (url.username) layer.username = decodeURIComponent(url.username);
-  if (url.password) layer.password = decodeURIComponent(url.password);
+  if (url.username) layer.username = decodeUrlCredential(variable, 'user name', url.username);
+  if (url.password) layer.password = decodeUrlCredential(variable, 'password', url.password);
   for (const [key, value] of url.searchParams) {
     const name = key.toLowerCase();
     const lowered = value.toLowerCase();

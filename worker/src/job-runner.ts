@@ -8,6 +8,7 @@ import { runHandler, serialiseResult, type AttemptMetrics } from './attempt.js';
 import type { HandlerPool } from './isolation/handler-pool.js';
 import { PendingStart } from './pending-start.js';
 import type { RevokedJobs } from './revoked-jobs.js';
+import { logJobSucceeded } from './job-log.js';
 import type { TaskRateLimiter } from './rate-limiter.js';
 import type { IsolationKind, ResolvedTask, TaskSet } from './tasks.js';
 import type { WorkerMetrics } from './worker-metrics.js';
@@ -212,7 +213,10 @@ export function createJobProcessor(deps: JobRunnerDeps) {
         if (serialised.ok) {
           base.finishedAt = finished;
           const answer = await write('write', 'SUCCESS', { outcomeJson: serialised.json, ...progressOf(outcome) });
-          if (answer === 'OK') count(task.name, 'success');
+          if (answer === 'OK') {
+            count(task.name, 'success');
+            logJobSucceeded(deps.logger, task.name, jobId, queue, finished - now);
+          }
           return agree(answer, 'SUCCESS', job, task.name, null, logger);
         }
         thrown = serialised.error;
