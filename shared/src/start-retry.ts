@@ -18,7 +18,7 @@ export class StartTimeoutError extends TasklineError {
   constructor(cause: Error, timeoutMs: number) {
     super(
       'START_TIMEOUT',
-      `${cause.message.replace(/[.;]\s*$/, '')}; gave up starting after ${Math.round(timeoutMs / 1000)} s of retries — fix the cause (the restart policy starts the process again), or raise TASKLINE_START_TIMEOUT_MS if it takes longer to come up.`,
+      `${cause.message.replace(/[.;]\s*$/, '')}; gave up starting after ${Number((timeoutMs / 1000).toFixed(1))} s of retries — fix the cause (the restart policy starts the process again), or raise TASKLINE_START_TIMEOUT_MS if it takes longer to come up.`,
       { cause },
     );
   }
