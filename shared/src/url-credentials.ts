@@ -2,7 +2,7 @@ import { ConfigError } from './errors.js';
 
 /** The password-file variable of the service a URL variable belongs to (`RESULT_REDIS_URL` → `RESULT_REDIS_PASSWORD_FILE`). */
 function passwordFileFor(variable: string): string {
-  return /result|backend/i.test(variable) ? 'RESULT_REDIS_PASSWORD_FILE' : 'REDIS_PASSWORD_FILE';
+  return `${/result|backend/i.test(variable) ? 'RESULT_' : ''}REDIS_PASSWORD_FILE`;
 }
 
 /** The URL cannot be parsed; the URL itself is not repeated (it may hold a password). */
