@@ -1,6 +1,6 @@
 // The image's HEALTHCHECK: probes the endpoint of whichever taskline process runs as PID 1, so
 // one image serves every command. Exit 0 = healthy. TASKLINE_HEALTHCHECK_URL overrides the URL.
-//   taskline-producer serve              GET /healthz on --port / PORT (8000); HTTPS when
+//   taskline-producer serve              GET /readyz on --port / PORT (8000); HTTPS when
 //                                         PRODUCER_API_TLS_CERT is set (anonymous: no token sent)
 //   taskline-worker start                GET /readyz on --metrics-port / TASKLINE_METRICS_PORT (9464)
 //   taskline-scheduler start             GET /readyz on --metrics-port / TASKLINE_METRICS_PORT (9102)
@@ -16,7 +16,7 @@ import https from 'node:https';
 
 const TIMEOUT_MS = 4000;
 const ENDPOINTS = {
-  'taskline-producer': { flag: '--port', env: 'PORT', port: 8000, path: '/healthz', https: Boolean(process.env.PRODUCER_API_TLS_CERT) },
+  'taskline-producer': { flag: '--port', env: 'PORT', port: 8000, path: '/readyz', https: Boolean(process.env.PRODUCER_API_TLS_CERT) },
   'taskline-worker': { flag: '--metrics-port', env: 'TASKLINE_METRICS_PORT', port: 9464, path: '/readyz', https: false },
   'taskline-scheduler': { flag: '--metrics-port', env: 'TASKLINE_METRICS_PORT', port: 9102, path: '/readyz', https: false },
 };
@@ -54,7 +54,7 @@ function get(url) {
     if (!pinned) throw new Error('an https URL needs PRODUCER_API_TLS_CERT, the certificate the API must present');
     expected = leafOf(pinned).fingerprint256;
     // Verified against the pinned certificate (below) instead of a CA and a host name. Nothing
-    // secret is sent: /healthz takes no token.
+    // secret is sent: /readyz takes no token.
     Object.assign(options, { minVersion: 'TLSv1.2', rejectUnauthorized: false });
     if (process.env.TASKLINE_HEALTHCHECK_CERT) {
       Object.assign(options, { cert: readFileSync(process.env.TASKLINE_HEALTHCHECK_CERT), key: readFileSync(process.env.TASKLINE_HEALTHCHECK_KEY ?? '') });

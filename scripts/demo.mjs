@@ -183,8 +183,8 @@ await producer.close();
 
 say(`
 taskline is running:
-  HTTP API        http://127.0.0.1:${apiPort}/api/v1/jobs   (bearer token in ${tokenFile})
-  API health      http://127.0.0.1:${apiPort}/healthz   (details, with the token: /api/v1/health)
+  HTTP API        http://127.0.0.1:${apiPort}   (POST /api/v1/jobs to enqueue, GET /api/v1/jobs/<id> for a result; bearer token in ${tokenFile})
+  API health      http://127.0.0.1:${apiPort}/readyz   (alive: /healthz; details, with the token: /api/v1/health)
   metrics         http://127.0.0.1:${w1}/metrics  http://127.0.0.1:${w2}/metrics  http://127.0.0.1:${beat}/metrics  http://127.0.0.1:${apiPort}/metrics (token)
   try:            curl -s -H "Authorization: Bearer $(cat ${tokenFile})" -H 'content-type: application/json' \\
                     -d '{"task":"add","data":{"a":1,"b":2}}' http://127.0.0.1:${apiPort}/api/v1/jobs

@@ -2,7 +2,7 @@ import yargs, { type Argv } from 'yargs';
 import { RedisConnection } from 'bullmq';
 import { ResultTimeoutError, createLogger, type Logger } from '@taskline/shared';
 import { addFlags, connectionOptionsFromFlags, healthCommand, optionsFromFlags, scriptsCommand, isJobId, withConnectionFlags, PROCESS_SETTINGS } from '@taskline/shared/internal';
-import { aborted, defaultExitCode, EXIT_USAGE, failUsage, startWithRetry, UsageError, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
+import { aborted, defaultExitCode, EXIT_USAGE, failUsage, packageVersion, startWithRetry, UsageError, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
 import { readApiToken } from './api-options.js';
 import { ValidationError } from './errors.js';
 import { startApiServer } from './http-api.js';
@@ -120,18 +120,22 @@ export function buildCli(args: string[], cli: CliContext, env: Env = process.env
       'Run the HTTP API (POST/GET/DELETE /api/v1/jobs, /api/v1/health, /metrics)',
       y => addFlags(y, API_SETTINGS),
       async argv => {
-        const token = readApiToken(env);
-        const logger = loggerFor('serve', token ? [token.reveal()] : []);
         // Settings and secret files are read afresh at each attempt: a Redis that comes up, or a
-        // secret or certificate fixed on disk, lets the API start without a restart.
-        const producer = await startWithRetry({
+        // secret or certificate file mounted late, lets the API start; what waiting cannot fix exits.
+        const started = await startWithRetry({
           stop: cli.stop,
-          logger,
-          create: () => producerFrom(argv, logger),
-          start: candidate => candidate.connect(),
-          discard: candidate => candidate.close(),
+          logger: loggerFor('serve'),
+          env,
+          create: () => {
+            const token = readApiToken(env);
+            const logger = loggerFor('serve', token ? [token.reveal()] : []);
+            return { token, logger, producer: producerFrom(argv, logger) };
+          },
+          start: candidate => candidate.producer.connect(),
+          discard: candidate => candidate.producer.close(),
         });
-        if (!producer) return;
+        if (!started) return;
+        const { token, logger, producer } = started;
         try {
           const server = await startApiServer({
             producer,
@@ -221,7 +225,7 @@ export function buildCli(args: string[], cli: CliContext, env: Env = process.env
     .strict()
     .help()
     .alias('h', 'help')
-    .version(false)
+    .version(packageVersion(new URL('../package.json', import.meta.url)))
     .fail(failUsage);
 }
 

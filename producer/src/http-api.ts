@@ -19,7 +19,7 @@ export interface ApiServer {
   stop(): Promise<void>;
 }
 
-type Route = 'jobs' | 'jobs_bulk' | 'job' | 'job_events' | 'healthz' | 'health' | 'metrics' | 'unknown';
+type Route = 'jobs' | 'jobs_bulk' | 'job' | 'job_events' | 'healthz' | 'readyz' | 'health' | 'metrics' | 'unknown';
 
 /** Event streams open at once per API process; more get 503 (each holds a socket and a subscription). */
 const MAX_EVENT_STREAMS = 200;
@@ -35,6 +35,7 @@ function routeOf(path: string): { route: Route; id?: string } {
   const events = /^\/api\/v1\/jobs\/([^/]{1,200})\/events$/.exec(path);
   if (events?.[1]) return { route: 'job_events', id: events[1] };
   if (path === '/healthz') return { route: 'healthz' };
+  if (path === '/readyz') return { route: 'readyz' };
   if (path === '/api/v1/health') return { route: 'health' };
   if (path === '/metrics') return { route: 'metrics' };
   return { route: 'unknown' };
@@ -46,6 +47,7 @@ const ALLOWED: Record<Route, string[]> = {
   job: ['GET', 'DELETE'],
   job_events: ['GET'],
   healthz: ['GET'],
+  readyz: ['GET'],
   health: ['GET'],
   metrics: ['GET'],
   unknown: [],
@@ -53,7 +55,7 @@ const ALLOWED: Record<Route, string[]> = {
 
 /** Most jobs in one bulk request. */
 const MAX_BULK_JOBS = 10_000;
-/** How long a `/healthz` answer is reused: unauthenticated callers cannot make the producer PING Redis faster than this. */
+/** How long a `/readyz` answer is reused: unauthenticated callers cannot make the producer PING Redis faster than this. */
 const HEALTHZ_CACHE_MS = 1000;
 
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -89,7 +91,7 @@ function toBulkJob(value: unknown, where: string, queues: ReadonlySet<string>): 
   return { task: body['task'], data: body['data'] ?? null, ...(options ? { options: options as BulkJob['options'] } : {}) };
 }
 
-/** `/healthz`'s answer, from at most one health check per {@link HEALTHZ_CACHE_MS}, shared by concurrent callers. */
+/** `/readyz`'s answer, from at most one health check per {@link HEALTHZ_CACHE_MS}, shared by concurrent callers. */
 function cachedHealth(check: () => Promise<HealthReport>): () => Promise<boolean> {
   let last: { at: number; ok: Promise<boolean> } | null = null;
   return () => {
@@ -102,7 +104,7 @@ function cachedHealth(check: () => Promise<HealthReport>): () => Promise<boolean
 
 /**
  * The producer's HTTP API: enqueue, read, revoke (bearer token), detailed health and metrics
- * (bearer token), and a bare `/healthz` for probes. HTTPS when given a certificate; node:http(s),
+ * (bearer token), and bare `/healthz` (alive) and `/readyz` (both connections healthy) for probes. HTTPS when given a certificate; node:http(s),
  * no framework. Options: {@link ApiServerOptions}.
  */
 export async function startApiServer(input: ApiServerOptions): Promise<ApiServer> {
@@ -121,15 +123,17 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
         : 'The producer API serves plain HTTP (allowed outside production); set PRODUCER_API_TLS_CERT and PRODUCER_API_TLS_KEY before going to production.',
     );
   }
-  const healthz = cachedHealth(() => producer.checkHealth());
+  const readyz = cachedHealth(() => producer.checkHealth());
 
   const handle = async (req: IncomingMessage, res: ServerResponse, route: Route, id: string | undefined): Promise<void> => {
-    if (route === 'unknown') throw new HttpError(404, 'NOT_FOUND', 'No such route; the API has /api/v1/jobs, /api/v1/jobs/bulk, /api/v1/jobs/:id, /api/v1/jobs/:id/events, /api/v1/health, /metrics and /healthz.');
+    if (route === 'unknown') throw new HttpError(404, 'NOT_FOUND', 'No such route; the API has /api/v1/jobs, /api/v1/jobs/bulk, /api/v1/jobs/:id, /api/v1/jobs/:id/events, /api/v1/health, /metrics, /healthz and /readyz.');
     if (!ALLOWED[route].includes(req.method ?? '')) {
       throw new HttpError(405, 'METHOD_NOT_ALLOWED', `${req.method ?? '?'} is not allowed here; use ${ALLOWED[route].join(' or ')}.`);
     }
-    if (route === 'healthz') {
-      const ok = await healthz();
+    // Liveness never asks Redis (a Redis outage must not get the API restarted); readiness does.
+    if (route === 'healthz') return send(res, 200, { ok: true });
+    if (route === 'readyz') {
+      const ok = await readyz();
       return send(res, ok ? 200 : 503, { ok });
     }
     if (token && !bearerMatches(req.headers.authorization, token)) {

@@ -14,6 +14,7 @@ import {
   scriptsCommand,
   startOpsServer,
   startWithRetry,
+  packageVersion,
   withConnectionFlags,
   type CliContext,
   type OpsServer,
@@ -42,10 +43,11 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
   const logger = createLogger({ component: 'scheduler', env });
   const { metricsPort, metricsHost } = resolveSettings(SCHEDULER_BIN_SETTINGS, { flags: argv, env });
   // Settings and files are read afresh at each attempt: a Redis that comes up, or a secret or
-  // certificate fixed on disk, lets the beat start without a restart (a bad schedule file does not).
+  // certificate file mounted late, lets the beat start; what waiting cannot fix exits.
   const started = await startWithRetry({
     stop: cli.stop,
     logger,
+    env,
     create: () => createScheduler({ schedulePath: argv.schedule, connection: connectionOptionsFromFlags(argv), logger, env }),
     start: candidate => candidate.start(),
     discard: candidate => candidate.close(),
@@ -156,6 +158,7 @@ addFlags(withConnectionFlags(y), SCHEDULER_BIN_SETTINGS).option('schedule', sche
     .demandCommand(1, 'Name a command: start, list, validate, health or scripts.')
     .strict()
     .help()
+    .version(packageVersion(new URL('../package.json', import.meta.url)))
     .fail(failUsage)
     .parseAsync();
   return exitCode;

@@ -4,6 +4,7 @@ import type { RedisEndpointOptions } from './config.js';
 import { endpointTable, type EndpointPrefix } from './settings/connection-table.js';
 import { int } from './settings/parsers.js';
 import { resolveSettings } from './settings/resolve.js';
+import { decodeUrlCredential, invalidUrlError } from './url-credentials.js';
 
 /**
  * The layers a Redis endpoint is described in (a `redis://` / `rediss://` URL, the REDIS_* or
@@ -29,7 +30,7 @@ function parseRedisUrl(variable: string, raw: string): EndpointLayer {
   try {
     url = new URL(raw);
   } catch {
-    throw new ConfigError('CONFIG_INVALID_URL', variable, `${variable} is not a valid URL; use rediss://[user:password@]host:port/db.`);
+    throw invalidUrlError(variable);
   }
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
     throw new ConfigError(
@@ -43,8 +44,8 @@ function parseRedisUrl(variable: string, raw: string): EndpointLayer {
   if (url.port) layer.port = PORT.parse(url.port, inUrl(`${variable} (port)`));
   const path = url.pathname.replace(/^\//, '');
   if (path) layer.db = DB.parse(path, inUrl(`${variable} (database)`));
-  if (url.username) layer.username = decodeURIComponent(url.username);
-  if (url.password) layer.password = decodeURIComponent(url.password);
+  if (url.username) layer.username = decodeUrlCredential(variable, 'user name', url.username);
+  if (url.password) layer.password = decodeUrlCredential(variable, 'password', url.password);
   for (const [key, value] of url.searchParams) {
     const name = key.toLowerCase();
     const lowered = value.toLowerCase();

@@ -292,6 +292,12 @@ export function isFatalConnectionError(err: unknown): boolean {
   return rule !== undefined && !rule.retryable;
 }
 
+/** True for a low-level error known to heal by reconnecting (refused, timed out, reset, DNS). */
+export function isRetryableConnectionError(err: unknown): boolean {
+  const key = lookupKey(err);
+  return key !== undefined && RULES[key]?.retryable === true;
+}
+
 /** The metric label for an error. */
 export function errorKind(err: unknown): ErrorKind {
   if (err instanceof ConnectionError) return err.kind;

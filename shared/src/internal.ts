@@ -7,7 +7,8 @@ export { closeInOrder, withTimeout } from './lifecycle.js';
 export type { CloseContext } from './lifecycle.js';
 export { runCli, aborted, defaultExitCode, failUsage, UsageError, EXIT_USAGE } from './run-cli.js';
 export type { CliContext, RunCliOptions } from './run-cli.js';
-export { startWithRetry } from './start-retry.js';
+export { startWithRetry, canStartLater, StartTimeoutError } from './start-retry.js';
+export { packageVersion } from './package-version.js';
 export { ConnectionSlots } from './connection-pool.js';
 export { isResolvedConnectionOptions } from './config.js';
 

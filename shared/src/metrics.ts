@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export function createMetricsRegistry(options: { defaultMetrics?: boolean; labels?: Record<string, string> } = {}): Registry {
   const registry = new Registry();
   if (options.labels) registry.setDefaultLabels(options.labels);
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'taskline_' });
+  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry }); // stock names (process_*, nodejs_*): stock dashboards expect them
   return registry;
 }
 

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { ConfigError } from './errors.js';
 
 /** A readiness probe: `ok` plus whatever explains it. */
 export interface ReadinessReport {
@@ -30,6 +31,17 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
   res.end(text);
 }
 
+/** A taken port as one sentence naming the way out (another worker on this host holds it). */
+function portInUse(err: Error, port: number, host: string): ConfigError | null {
+  if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') return null;
+  return new ConfigError(
+    'CONFIG_METRICS_PORT_IN_USE',
+    'TASKLINE_METRICS_PORT',
+    `The metrics port ${host}:${port} is already in use (another taskline process on this host?); give each process its own with --metrics-port <port> or TASKLINE_METRICS_PORT, or 0 to pick a free one.`,
+    { cause: err },
+  );
+}
+
 /** Serves `/metrics`, `/healthz` (liveness) and `/readyz` (readiness) for workers and the beat. */
 export async function startOpsServer(options: OpsServerOptions): Promise<OpsServer> {
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -53,7 +65,7 @@ export async function startOpsServer(options: OpsServerOptions): Promise<OpsServ
   });
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', err => reject(portInUse(err, options.port, options.host ?? '0.0.0.0') ?? err));
     server.listen(options.port, options.host ?? '0.0.0.0', () => resolve());
   });
   let closing: Promise<void> | null = null;

@@ -235,7 +235,8 @@ export class RedisService {
       this.#metrics.connectionErrors.inc({ service: this.service, kind: errorKind(err) });
       if (first && !this.#closing) {
         const mapped = toConnectionError(err, this.target);
-        this.#logger.warn(mapped.message, { service: this.service, purpose, code: mapped.code, fatal: !mapped.retryable });
+        // What reconnecting cannot fix is an error, not a warning.
+        this.#logger[mapped.retryable ? 'warn' : 'error'](mapped.message, { service: this.service, purpose, code: mapped.code, fatal: !mapped.retryable });
       }
     });
     client.on('end', () => {

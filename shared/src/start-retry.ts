@@ -1,20 +1,42 @@
+import { isRetryableConnectionError } from './error-mapping.js';
+import { PROCESS_SETTINGS } from './settings/process-table.js';
+import { resolveSetting } from './settings/resolve.js';
 import { ConfigError, ConnectionError, TasklineError } from './errors.js';
 import type { Logger } from './logger.js';
 import { backoffDelay, sleep } from './retry-policy.js';
 
-/** Configuration codes an operator fixes on disk (a secret or certificate file), not in the environment. */
-const FIXABLE_ON_DISK = new Set(['CONFIG_FILE_MISSING', 'CONFIG_FILE_UNREADABLE', 'CONFIG_TLS_MATERIAL']);
+/** `TASKLINE_START_TIMEOUT_MS` (0: no waiting, the first failure ends the start), else 60 s. */
+export function resolveStartTimeoutMs(env: Record<string, string | undefined>): number {
+  return resolveSetting('startTimeoutMs', PROCESS_SETTINGS.startTimeoutMs, { env });
+}
+
+/** The start gave up waiting: what was still wrong, and how long it waited. */
+export class StartTimeoutError extends TasklineError {
+  override name = 'StartTimeoutError';
+  constructor(cause: Error, timeoutMs: number) {
+    super(
+      'START_TIMEOUT',
+      `${cause.message.replace(/[.;]\s*$/, '')}; gave up starting after ${Number((timeoutMs / 1000).toFixed(1))} s of retries — fix the cause (the restart policy starts the process again), or raise TASKLINE_START_TIMEOUT_MS if it takes longer to come up.`,
+      { cause },
+    );
+  }
+}
+
+function errnoOf(err: unknown): string | undefined {
+  return err instanceof Error ? ((err.cause as NodeJS.ErrnoException | undefined)?.code ?? undefined) : undefined;
+}
 
 /**
- * Whether starting again can succeed without a restart: Redis not up yet, a network error, a
- * certificate or password file that is wrong or missing (files are read again at each attempt),
- * a server refusing our certificate or password (fixed on the server or in the mounted file).
- * Not: a bad setting in the environment or on the command line, which only a restart re-reads.
+ * Whether waiting can fix it: Redis not up yet (refused, timed out, not resolvable yet, reset),
+ * or a configured secret or certificate file not mounted yet (ENOENT). Not: a bad setting, a
+ * certificate that does not verify, a rejected password, an unreadable or malformed file —
+ * retrying those only hides them, so the process exits and its restart policy takes over.
  */
 export function canStartLater(err: unknown): boolean {
-  if (err instanceof ConfigError) return FIXABLE_ON_DISK.has(err.code);
-  if (err instanceof ConnectionError) return true;
-  return !(err instanceof TasklineError) || err.code === 'TIMEOUT';
+  if (err instanceof ConfigError) return err.code === 'CONFIG_FILE_MISSING' || errnoOf(err) === 'ENOENT';
+  if (err instanceof ConnectionError) return err.retryable;
+  if (err instanceof TasklineError) return err.code === 'TIMEOUT';
+  return isRetryableConnectionError(err);
 }
 
 export interface StartRetryOptions<T> {
@@ -27,43 +49,45 @@ export interface StartRetryOptions<T> {
   /** Ends the loop (the process is stopping): the promise resolves `null`. */
   stop: AbortSignal;
   logger: Logger;
+  /** Where `TASKLINE_START_TIMEOUT_MS` is read. @defaultValue `process.env` */
+  env?: Record<string, string | undefined>;
   /** Told the cause of every failed attempt, for readiness reports; `null` once started. */
   onCause?(cause: string | null): void;
-  /** @defaultValue 1000 */
+  /** @defaultValue 500 */
   baseMs?: number;
-  /** @defaultValue 30000 */
+  /** @defaultValue 5000 */
   capMs?: number;
 }
 
 /**
- * Starts a component, and while the cause is one an operator can fix without a restart, tries
- * again with backoff (1 s up to 30 s): the process stays up, its health check failing with the
- * cause in its log, and it recovers by itself once the cause is fixed. Any other error is thrown.
- * The same cause is logged once, then every tenth attempt.
+ * Starts a component. A cause that waiting can heal ({@link canStartLater}) is logged at `warn`
+ * and retried with backoff (0.5 s up to 5 s) until `TASKLINE_START_TIMEOUT_MS` (60 s) has passed;
+ * then, or at once for any other cause, the error is logged at `error` (its sentence first) and
+ * thrown, so the bin exits non-zero and the orchestrator's restart policy shows it.
  */
 export async function startWithRetry<T>(options: StartRetryOptions<T>): Promise<T | null> {
-  let lastCause = '';
+  const timeoutMs = resolveStartTimeoutMs(options.env ?? process.env);
+  const deadline = Date.now() + timeoutMs;
   for (let n = 1; ; n++) {
     if (options.stop.aborted) return null;
     try {
       const started = await attemptOnce(options);
       options.onCause?.(null);
-      if (n > 1) options.logger.info('Started after the cause was fixed', { attempts: n });
+      if (n > 1) options.logger.info('Started after waiting for the cause to clear', { attempts: n });
       return started;
     } catch (err) {
-      if (!canStartLater(err) || options.stop.aborted) throw err;
-      const cause = err instanceof Error ? err.message : String(err);
-      options.onCause?.(cause);
-      const delay = backoffDelay(n, { baseMs: options.baseMs ?? 1000, capMs: options.capMs ?? 30_000 });
-      if (cause !== lastCause || n % 10 === 0) {
-        options.logger.error('Could not start; trying again without a restart once the cause is fixed', {
-          error: err,
-          code: err instanceof TasklineError ? err.code : undefined,
-          attempt: n,
-          retryInMs: delay,
-        });
+      if (options.stop.aborted) return null;
+      const cause = err instanceof Error ? err : new Error(String(err));
+      const code = err instanceof TasklineError ? err.code : undefined;
+      options.onCause?.(cause.message);
+      const remainingMs = deadline - Date.now();
+      if (!canStartLater(err) || remainingMs <= 0) {
+        const final = canStartLater(err) ? new StartTimeoutError(cause, timeoutMs) : err;
+        options.logger.error(final instanceof Error ? final.message : String(final), { code: final instanceof TasklineError ? final.code : code, fatal: true, attempts: n });
+        throw final;
       }
-      lastCause = cause;
+      const delay = Math.min(remainingMs, backoffDelay(n, { baseMs: options.baseMs ?? 500, capMs: options.capMs ?? 5000 }));
+      options.logger.warn(cause.message, { code, attempt: n, retryInMs: delay, giveUpInMs: remainingMs, note: 'waiting for this to clear (TASKLINE_START_TIMEOUT_MS)' });
       await sleep(delay, options.stop);
     }
   }

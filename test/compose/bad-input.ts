@@ -1,6 +1,9 @@
 // Bad input for a taskline container: a worker like the compose ones, with one thing wrong. It
 // must fail its health check with the cause in its log, and become healthy once the cause is
-// fixed on the host, with no operator action on the container.
+// fixed on the host, with no operator action on the container. What can heal by waiting (a file
+// not mounted yet, Redis down) is waited for in the process (TASKLINE_START_TIMEOUT_MS, then an
+// exit); what cannot (a CA that does not verify the server) exits non-zero within seconds, and the
+// engine's restart policy (unless-stopped) runs it again until the fix is in place.
 import { chmodSync, chownSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -110,7 +113,8 @@ export function badInputChecks(stack: Stack): Check[] {
         }, { '/run/late': dir });
         try {
           await staysUnhealthy(id, 10_000);
-          const cause = await logLine(id, /REDIS_PASSWORD_FILE.*\/run\/late\/redis_worker_password/);
+          // Waited for (a warn line per retry), not a fatal error: the file may be mounted late.
+          const cause = await logLine(id, /"level":"warn".*REDIS_PASSWORD_FILE.*\/run\/late\/redis_worker_password.*"retryInMs"|"level":"warn".*"retryInMs".*REDIS_PASSWORD_FILE/);
           copyFileSync(path.join(secretsDir, 'redis_worker_password'), path.join(dir, 'redis_worker_password'));
           groupReadable(path.join(dir, 'redis_worker_password'));
           const { restarts, ms } = await becomesHealthy(id, 120_000);
@@ -132,11 +136,17 @@ export function badInputChecks(stack: Stack): Check[] {
         const id = await cloneWorker(stack, `${stack.project}-wrong-ca`, {}, { '/tls/ca.crt': ca });
         try {
           await staysUnhealthy(id, 10_000);
-          const cause = await logLine(id, /certificate.*REDIS_CA_CERT|REDIS_CA_CERT.*certificate/i);
+          // Logged at error (not warn), and the process exits instead of retrying: the engine restarts it.
+          const cause = await logLine(id, /"level":"error".*(certificate.*REDIS_CA_CERT|REDIS_CA_CERT.*certificate)/i);
+          const exited = await waitFor('the worker to exit and be restarted', 30_000, async () => {
+            const [c] = await inspect([id]);
+            return c && c.restartCount > 0 ? c : undefined;
+          });
           // In place (same inode), as a bind-mounted single file only sees content written into it.
           writeFileSync(ca, readFileSync(path.join(certsDir, 'ca.crt')));
           const { restarts, ms } = await becomesHealthy(id, 120_000);
-          return `log: "${cause.slice(0, 200)}"; healthy ${Math.round(ms / 1000)} s after the fix (${restarts} restarts by the engine's restart policy)`;
+          expect(restarts, 'restarts by the restart policy').to.be.greaterThan(0);
+          return `log: "${cause.slice(0, 200)}"; exited (code ${exited.exitCode}) and restarted by the engine; healthy ${Math.round(ms / 1000)} s after the fix (${restarts} restarts)`;
         } finally {
           await remove(id);
           rmSync(dir, { recursive: true, force: true });

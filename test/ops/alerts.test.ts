@@ -96,4 +96,17 @@ describe('ops: Prometheus alert rules and Grafana dashboard', () => {
       expect(shown.has(metric), metric).to.equal(true);
     }
   });
+
+  it('reads queue depth with max by (queue…), never a sum over the workers that all export the same series', () => {
+    const dashboard = JSON.parse(readFileSync(path.join(ROOT, 'ops/grafana/taskline-dashboard.json'), 'utf8')) as { panels: Array<{ targets?: Array<{ expr: string }> }> };
+    const exprs = [...rules.map(r => r.expr ?? ''), ...dashboard.panels.flatMap(p => (p.targets ?? []).map(t => t.expr))];
+    const depth = exprs.filter(e => e.includes('taskline_queue_jobs'));
+    expect(depth.length).to.be.greaterThan(1);
+    for (const expr of depth) {
+      // Every use sits directly inside max by (queue[, state]) (…): one value per queue, however many workers.
+      const uses = expr.split('taskline_queue_jobs').length - 1;
+      const underMax = expr.match(/max by \(queue(, state)?\) \((deriv\()?taskline_queue_jobs/g)?.length ?? 0;
+      expect(underMax, expr).to.equal(uses);
+    }
+  });
 });

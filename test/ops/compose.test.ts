@@ -23,6 +23,7 @@ interface Service {
   deploy?: { replicas?: number };
   ports?: string[];
   container_name?: string;
+  restart?: string;
 }
 interface ComposeFile {
   services: Record<string, Service>;
@@ -205,6 +206,12 @@ for (const file of FILES) {
       const dockerfile = readFileSync(path.join(root, 'Dockerfile'), 'utf8');
       const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
       expect(finalStage).to.match(/^USER node$/m);
+    });
+
+    it('restarts a taskline process that exits non-zero (a start error waiting cannot fix exits within seconds)', () => {
+      for (const [name, service] of ours) {
+        expect(service.restart, `${name} restart policy`).to.be.oneOf(['on-failure', 'unless-stopped', 'always']);
+      }
     });
 
     it('lets the worker scale: replicas set, no container_name, no host port', () => {

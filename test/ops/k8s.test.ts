@@ -34,6 +34,7 @@ interface ContainerSpec {
 }
 interface PodSpec {
   terminationGracePeriodSeconds?: number;
+  restartPolicy?: string;
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number };
   containers: ContainerSpec[];
   volumes?: Array<{ name: string; secret?: { secretName: string; items?: Array<{ key: string; path: string }> }; emptyDir?: unknown }>;
@@ -104,6 +105,10 @@ describe('k8s: the Kubernetes example', () => {
     for (const probe of [worker.livenessProbe, worker.readinessProbe, worker.startupProbe]) {
       expect(portOf(worker, probe?.httpGet?.port)).to.equal(metricsPort);
     }
+  });
+
+  it('restarts a worker that exits (restartPolicy Always: a fatal start error shows as CrashLoopBackOff)', () => {
+    expect(pod.restartPolicy, 'set explicitly, with the reason beside it').to.equal('Always');
   });
 
   it('gives SIGTERM more time than the drain grace before Kubernetes kills the pod', () => {

@@ -166,10 +166,12 @@ describe('security: the producer HTTP API over HTTPS (issue 11)', function () {
       expect(new Set(scrapes.map(r => r.status))).to.deep.equal(new Set([401]));
     });
 
-    it('/healthz says { ok: false } with 503 when Redis is unreachable, and still nothing else', async () => {
+    it('/readyz says { ok: false } with 503 when Redis is unreachable, and still nothing else; /healthz (alive) stays 200 without asking Redis', async () => {
       await serve({}, {}, { REDIS_PORT: '1', REDIS_RETRIES: '0', REDIS_CONNECT_TIMEOUT_MS: '1000' });
+      const readyz = await api('GET', '/readyz', { token: null });
+      expect([readyz.status, readyz.body]).to.deep.equal([503, { ok: false }]);
       const healthz = await api('GET', '/healthz', { token: null });
-      expect([healthz.status, healthz.body]).to.deep.equal([503, { ok: false }]);
+      expect([healthz.status, healthz.body]).to.deep.equal([200, { ok: true }]);
     });
   });
 

@@ -11,6 +11,7 @@ import {
   scriptsCommand,
   startOpsServer,
   startWithRetry,
+  packageVersion,
   withConnectionFlags,
   type CliContext,
   type OpsServer,
@@ -49,11 +50,12 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
     void worker?.close({ force: true });
   });
   try {
-    // Settings and files are read afresh at each attempt: a secret or certificate fixed on
-    // disk, or a Redis that comes up, lets the worker start without a restart.
+    // Settings and files are read afresh at each attempt: a Redis that comes up, or a secret or
+    // certificate file mounted late, lets the worker start; what waiting cannot fix exits.
     worker = await startWithRetry({
       stop: cli.stop,
       logger,
+      env,
       onCause: c => (cause = c),
       create: () =>
         createWorker({
@@ -117,6 +119,7 @@ export async function main(argv: string[], cli: CliContext, env: Record<string, 
     .demandCommand(1, 'Name a command: start, health or scripts.')
     .strict()
     .help()
+    .version(packageVersion(new URL('../package.json', import.meta.url)))
     .fail(failUsage)
     .parseAsync();
   return exitCode;

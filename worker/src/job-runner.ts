@@ -10,6 +10,7 @@ import { decideOutcome, type JobOutcome, type OutcomeDecision, type WrittenState
 import type { HandlerPool } from './isolation/handler-pool.js';
 import { PendingStart } from './pending-start.js';
 import type { RevokedJobs } from './revoked-jobs.js';
+import { logJobSucceeded } from './job-log.js';
 import type { TaskRateLimiter } from './rate-limiter.js';
 import type { IsolationKind, ResolvedTask, TaskSet } from './tasks.js';
 import type { WorkerMetrics } from './worker-metrics.js';
@@ -256,7 +257,9 @@ class JobRunner {
       if (serialised.ok) {
         base.finishedAt = finished;
         const answer = await this.#write(d, 'write', 'SUCCESS', { outcomeJson: serialised.json, ...progressOf(outcome) });
-        return this.#act(decideOutcome('SUCCESS', answer), 'SUCCESS', d, task.name, null);
+        const decision = decideOutcome('SUCCESS', answer);
+        if (decision.count === 'success') logJobSucceeded(this.#deps.logger, task.name, d.id, this.#deps.queue, finished - (base.startedAt ?? finished));
+        return this.#act(decision, 'SUCCESS', d, task.name, null);
       }
       thrown = serialised.error;
     }

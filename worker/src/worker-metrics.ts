@@ -89,7 +89,7 @@ function ensureQueueGauge(registry: Registry): void {
   if (registry.getSingleMetric('taskline_queue_jobs')) return;
   new Gauge({
     name: 'taskline_queue_jobs',
-    help: 'Jobs in each queue by state, read from the broker at scrape time (cached briefly).',
+    help: 'Jobs in each queue by state, read from the broker at scrape time (cached briefly). Every worker exports the same value: aggregate with max by (queue, state), never sum.',
     labelNames: ['queue', 'state'],
     registers: [registry],
     async collect() {

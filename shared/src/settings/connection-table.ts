@@ -98,7 +98,7 @@ export const ENDPOINT_SETTINGS = {
   url: setting({
     env: 'URL',
     parser: text(),
-    doc: 'The server as a URL: `rediss://[user[:password]@]host:port/db` (`rediss` = TLS, `redis` = plaintext). The separate variables override its parts. Query parameters: see [below](#url-query-parameters).',
+    doc: 'The server as a URL: `rediss://[user[:password]@]host:port/db` (`rediss` = TLS, `redis` = plaintext); percent-encode a user name or password that holds `: / ? # @ %` (`%40` for `@`, `%25` for `%`), or keep the password out of the URL (`…PASSWORD_FILE`). The separate variables override its parts. Query parameters: see [below](#url-query-parameters).',
   }),
   host: setting({ env: 'HOST', parser: text(), default: '127.0.0.1', doc: 'Host.' }),
   port: setting({ env: 'PORT', parser: int({ min: 1, max: 65_535 }), default: 6379, doc: 'Port.' }),

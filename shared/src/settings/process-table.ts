@@ -40,6 +40,12 @@ export const PROCESS_SETTINGS = {
     parser: text(),
     doc: 'Which queue each task goes to when a caller names none: a JSON object (`{"send-email": "email", "reports.*": "reports"}`; exact names win over globs, then the first matching glob) or the path of a JSON file holding one. Read by every process: producers (library, HTTP API, CLI) and the beat route with it; a worker consumes its tasks\' routed queues and warns once when a task arrives on a queue its route does not name.',
   }),
+  startTimeoutMs: setting({
+    env: 'TASKLINE_START_TIMEOUT_MS',
+    parser: int({ min: 0, max: 86_400_000 }),
+    default: 60_000,
+    doc: 'How long `start` / `serve` wait, retrying, for what can heal by waiting — Redis not up yet (refused, timed out, not resolvable yet) or a configured secret or certificate file not mounted yet — before exiting 1 (`START_TIMEOUT`); `0` waits not at all. Anything else (a bad setting, a certificate that does not verify, a rejected password, a malformed URL) exits at once.',
+  }),
   logLevel: setting({
     env: 'LOG_LEVEL',
     parser: oneOf(['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'], { code: 'CONFIG_INVALID_LOG_LEVEL' }),
