@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import { DEFAULT_QUEUE, InvalidNameError, isQueueName, createSilentLogger, resolveRoutes, type Backoff, type RouteTable, type Routes, type ConnectionOptions, type ResolvedConnectionOptions, type Logger, type TasklineConnections } from '@taskline/shared';
 import { parseIntegerSetting, encodeBackoff, resolveBackoff, resolvePrefix, resolveResultExpiresSeconds, type EncodedBackoff } from '@taskline/shared/internal';
 import { ValidationError } from './errors.js';
+import { resolveKnownTasks, type KnownTasks, type ProducerTasks } from './known-tasks.js';
 
 /**
  * BullMQ's own backoff shape, still accepted from before taskline had one `Backoff` shape:
@@ -31,6 +32,13 @@ export interface ProducerOptions {
    * @defaultValue `TASKLINE_ROUTES`, else none
    */
   routes?: RouteTable | Routes | string;
+  /**
+   * The tasks this producer enqueues: the tasks module's `defineTasks(...)` result (whose schemas
+   * then validate data at enqueue) or their names. When set, a task that is neither one of them
+   * nor named by a route is refused at enqueue (over HTTP too: 400 UNKNOWN_TASK).
+   * @defaultValue `TASKLINE_TASKS` (comma-separated names), else any task
+   */
+  tasks?: ProducerTasks;
   /** Largest payload, in bytes of JSON. @defaultValue `TASKLINE_MAX_PAYLOAD_BYTES` or 524288 (512 KiB) */
   maxPayloadBytes?: number;
   /**
@@ -58,6 +66,8 @@ export interface ResolvedProducerOptions {
   prefix: string;
   defaultQueue: string;
   routes: Routes;
+  /** The tasks the producer was told of, with their schemas; `null`: any task. */
+  knownTasks: KnownTasks | null;
   maxPayloadBytes: number;
   resultExpiresSeconds: number;
   keepFailedCount: number;
@@ -133,6 +143,7 @@ export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedP
     prefix,
     defaultQueue: checkQueueName(options.defaultQueue ?? DEFAULT_QUEUE, 'defaultQueue'),
     routes: resolveRoutes(options.routes, env),
+    knownTasks: resolveKnownTasks(options.tasks, env),
     maxPayloadBytes,
     resultExpiresSeconds,
     keepFailedCount: integer('keepFailedCount', options.keepFailedCount ?? 1000, 0, 10_000_000),

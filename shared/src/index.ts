@@ -25,3 +25,5 @@ export type { JobState, JobResultRecord, JobErrorInfo } from './job-contract.js'
 export { isQueueName, isTaskName, InvalidNameError } from './names.js';
 export { createRoutes, resolveRoutes } from './routes.js';
 export type { Routes, RouteTable } from './routes.js';
+export type { StandardSchemaV1 } from './standard-schema.js';
+export type { TaskSignature, TaskMap, UntypedTasks, TypedTaskSet, TaskMapOf, TaskName, TaskData, TaskResult, JobId, TaskRecord } from './task-types.js';

@@ -43,3 +43,5 @@ export { resolveResultExpiresSeconds, toJobErrorInfo, jobMeta, withJobMeta } fro
 export { resolvePrefix, assertQueueName, assertTaskName, NAME_RULES } from './names.js';
 export { CommandBatcher } from './command-batcher.js';
 export { QueueRegistry } from './queue-registry.js';
+export { checkSchema, describeSchemaProblem, isStandardSchema } from './schema-validation.js';
+export type { SchemaCheck, SchemaProblem } from './schema-validation.js';

@@ -1,8 +1,8 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { type JobErrorInfo, type Logger, type Routes } from '@taskline/shared';
-import { isFinalAnswer, jobMeta, scrubSecrets, toJobErrorInfo, type RecordBase, type RedisService, type ResultBackend, type TransitionAnswer, type TransitionOp } from '@taskline/shared/internal';
+import { checkSchema, describeSchemaProblem, isFinalAnswer, jobMeta, scrubSecrets, toJobErrorInfo, type RecordBase, type RedisService, type ResultBackend, type TransitionAnswer, type TransitionOp } from '@taskline/shared/internal';
 import { encodeBackoff } from './backoff.js';
-import { JobRevokedError, StaleDeliveryError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
+import { InvalidJobDataError, JobRevokedError, StaleDeliveryError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
 import { AttemptAbort, type Abortable } from './attempt-abort.js';
 import { runHandler, serialiseResult, type AttemptMetrics } from './attempt.js';
 import type { HandlerPool } from './isolation/handler-pool.js';
@@ -117,6 +117,18 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       const answer = await write('write', 'FAILURE', { outcome: { error: errorInfo(error) } });
       if (answer === 'OK') count(job.name, 'failure');
       return agree(answer, 'FAILURE', job, job.name, new UnrecoverableError(error.message), logger);
+    }
+    if (task.schema) {
+      // Data that breaks the schema fails at once: no retry could fix it. The handler gets the schema's output.
+      const checked = await checkSchema(task.schema, job.data);
+      if (checked.ok) job.data = checked.value;
+      else {
+        const error = new InvalidJobDataError(describeSchemaProblem(task.name, checked), checked.problem.field);
+        base.finishedAt = base.updatedAt;
+        const answer = await write('write', 'FAILURE', { outcome: { error: errorInfo(error) } });
+        if (answer === 'OK') count(job.name, 'failure');
+        return agree(answer, 'FAILURE', job, job.name, new UnrecoverableError(error.message), logger);
+      }
     }
     const routed = deps.routes.queueFor(task.name);
     if (routed !== null && routed !== queue && !misrouted.has(task.name)) {
