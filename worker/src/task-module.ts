@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '@taskline/shared';
-import { provideOwnPackages } from './package-resolution.js';
+import { prepareTaskModuleLoading } from './package-resolution.js';
 import { isTaskSet, type TaskSet } from './tasks.js';
 
 /**
@@ -19,8 +19,7 @@ export async function loadTaskModule(path: string): Promise<TaskSet> {
   try {
     // A .ts/.mts module loads as ESM through tsx, even in a CommonJS package (where require() could not load its imports).
     const typescript = /\.m?ts$/.test(file);
-    if (typescript || file.endsWith('.cts')) (await import('tsx/esm/api')).register();
-    provideOwnPackages();
+    await prepareTaskModuleLoading();
     loaded = (await import(`${pathToFileURL(file).href}${typescript ? '?taskline-tasks-module' : ''}`)) as Record<string, unknown>;
   } catch (err) {
     if (err instanceof ConfigError) throw err;
