@@ -1,16 +1,21 @@
 import { register } from 'node:module';
 
-let registered = false;
+let hookFirst = false;
+let tsxRegistered = false;
 
 /**
- * Prepares this process to import tasks modules: tsx's ESM loader (for .ts), then a hook that
- * makes `@taskline/worker` (and `@taskline/shared`) resolve, for every module imported from now
- * on, to this worker's own package, wherever the importing file lives. Once per process, in this
- * order: the hook then runs before tsx's and its "load .ts as ESM" mark survives.
+ * Prepares this process to import a tasks module: tsx's ESM loader for a TypeScript one, and a
+ * hook that makes `@taskline/worker` (and `@taskline/shared`), for every module imported from
+ * now on, resolve to this worker's own package, wherever the importing file lives. The hook is
+ * (re)registered after tsx, so it runs first and its "load this .ts as ESM" mark survives.
  */
-export async function prepareTaskModuleLoading(): Promise<void> {
-  if (registered) return;
-  registered = true;
-  (await import('tsx/esm/api')).register();
+export async function prepareTaskModuleLoading(typescript: boolean): Promise<void> {
+  if (typescript && !tsxRegistered) {
+    tsxRegistered = true;
+    hookFirst = false;
+    (await import('tsx/esm/api')).register();
+  }
+  if (hookFirst) return;
+  hookFirst = true;
   register('./resolve-hook.js', import.meta.url, { data: { workerFile: import.meta.url } });
 }

@@ -19,7 +19,7 @@ export async function loadTaskModule(path: string): Promise<TaskSet> {
   try {
     // A .ts/.mts module loads as ESM through tsx, even in a CommonJS package (where require() could not load its imports).
     const typescript = /\.m?ts$/.test(file);
-    await prepareTaskModuleLoading();
+    await prepareTaskModuleLoading(/\.[mc]?ts$/.test(file));
     loaded = (await import(`${pathToFileURL(file).href}${typescript ? '?taskline-tasks-module' : ''}`)) as Record<string, unknown>;
   } catch (err) {
     if (err instanceof ConfigError) throw err;
