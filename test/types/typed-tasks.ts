@@ -23,10 +23,10 @@ function expectType<T extends true>(): T | undefined {
 export async function typedProducer(): Promise<void> {
   const producer = createProducer<typeof tasks>();
   const job = await producer.enqueue('send-email', { to: 'a@example.com' });
-  const record = await producer.waitForResult(job.id, { timeoutMs: 1000 });
-  expectType<Same<typeof record.result, { messageId: string } | undefined>>();
-  const read = await producer.getResult(job.id);
-  expectType<Same<NonNullable<typeof read>['result'], { messageId: string } | undefined>>();
+  const _record = await producer.waitForResult(job.id, { timeoutMs: 1000 });
+  expectType<Same<typeof _record.result, { messageId: string } | undefined>>();
+  const _read = await producer.getResult(job.id);
+  expectType<Same<NonNullable<typeof _read>['result'], { messageId: string } | undefined>>();
   const counted = await producer.enqueue('count', { n: 1 });
   expectType<Same<Awaited<ReturnType<typeof producer.waitForResult<'count'>>>['result'], number | undefined>>();
   void counted;
@@ -44,8 +44,8 @@ export async function typedProducer(): Promise<void> {
   await producer.enqueueBulk([{ task: 'count', data: { n: 1 } }, { task: 'send-email', data: { to: 'b@example.com' } }]);
 
   // An id from elsewhere (a plain string) still works, with an untyped result.
-  const other = await producer.getResult('00000000-0000-4000-8000-000000000000');
-  expectType<Same<NonNullable<typeof other>['result'], unknown>>();
+  const _other = await producer.getResult('00000000-0000-4000-8000-000000000000');
+  expectType<Same<NonNullable<typeof _other>['result'], unknown>>();
   // A typed producer serves the HTTP API like any other.
   await startApiServer({ producer, logger: createSilentLogger() });
 }
@@ -60,8 +60,8 @@ export async function producerGivenTheTasks(): Promise<void> {
 export async function producerTypedByATaskMap(): Promise<void> {
   const producer = createProducer<{ resize: { data: { url: string }; result: { width: number } } }>();
   const job = await producer.enqueue('resize', { url: 'https://example.com/a.png' });
-  const record = await producer.waitForResult(job.id, { timeoutMs: 1000 });
-  expectType<Same<typeof record.result, { width: number } | undefined>>();
+  const _record = await producer.waitForResult(job.id, { timeoutMs: 1000 });
+  expectType<Same<typeof _record.result, { width: number } | undefined>>();
   // @ts-expect-error not a task of the map
   await producer.enqueue('crop', { url: '' });
   expectType<Same<TaskMapOf<typeof tasks>['count']['data'], { n: number }>>();
@@ -70,7 +70,7 @@ export async function producerTypedByATaskMap(): Promise<void> {
 export async function untypedProducer(): Promise<void> {
   const producer = createProducer();
   const job = await producer.enqueue('anything', { any: ['data'] });
-  const record = await producer.waitForResult(job.id, { timeoutMs: 1000 });
-  expectType<Same<typeof record.result, unknown>>();
+  const _record = await producer.waitForResult(job.id, { timeoutMs: 1000 });
+  expectType<Same<typeof _record.result, unknown>>();
   await producer.enqueueBulk([{ task: 'x', data: 1 }]);
 }
