@@ -1,5 +1,4 @@
-import { isTaskName, type StandardSchemaV1 } from '@taskline/shared';
-import type { Routes } from '@taskline/shared';
+import { isTaskName, type Routes, type StandardSchemaV1 } from '@taskline/shared';
 import { ValidationError } from './errors.js';
 
 /** What `defineTasks` returns, as far as a producer reads it (it never imports @taskline/worker). */
