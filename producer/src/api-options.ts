@@ -1,7 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { ConfigError, type Secret, isProduction, type Logger } from '@taskline/shared';
 import { assertQueueName, resolveSetting, resolveSettings } from '@taskline/shared/internal';
-import type { Producer } from './producer.js';
+import type { AnyProducer } from './producer.js';
 import { API_SETTINGS, API_TLS_SETTINGS } from './settings.js';
 
 type Env = Record<string, string | undefined>;
@@ -17,7 +17,7 @@ export interface ApiTlsOptions {
 }
 
 export interface ApiServerOptions {
-  producer: Producer;
+  producer: AnyProducer;
   /** @defaultValue `8000` (env `PORT`) */
   port?: number;
   /** Address to bind. @defaultValue `PRODUCER_API_HOST` or `127.0.0.1` (loopback only) */
@@ -50,7 +50,7 @@ export interface ResolvedApiTls {
 }
 
 export interface ResolvedApiServerOptions {
-  producer: Producer;
+  producer: AnyProducer;
   port: number;
   host: string;
   token: Secret | null;

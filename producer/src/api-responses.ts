@@ -7,9 +7,12 @@ import { BodyError } from './http-body.js';
 export class HttpError extends TasklineError {
   override name = 'HttpError';
   readonly status: number;
-  constructor(status: number, code: string, message: string) {
+  /** The request field at fault (`data.to`, `options.delay`), when one is. */
+  readonly field: string | undefined;
+  constructor(status: number, code: string, message: string, field?: string) {
     super(code, message);
     this.status = status;
+    this.field = field;
   }
 }
 
@@ -22,7 +25,7 @@ export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
   if (err instanceof BodyError) return new HttpError(err.status, err.code, err.message);
   if (err instanceof PayloadTooLargeError) return new HttpError(413, err.code, err.message);
-  if (err instanceof ValidationError) return new HttpError(400, err.code, err.message);
+  if (err instanceof ValidationError) return new HttpError(400, err.code, err.message, err.field);
   if (err instanceof JobNotFoundError) return new HttpError(404, err.code, err.message);
   if (err instanceof JobStateError) return new HttpError(409, err.code, err.message);
   if (err instanceof ResultTimeoutError) return new HttpError(504, err.code, 'No result within the time allowed; ask again later.');

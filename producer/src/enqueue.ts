@@ -1,21 +1,23 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
-import { TasklineError } from '@taskline/shared';
+import { TasklineError, type JobId } from '@taskline/shared';
 import { assertTaskName, withJobMeta, type ResultBackend } from '@taskline/shared/internal';
 import type { Redis } from 'ioredis';
 import { ValidationError } from './errors.js';
+import { assertKnownTask } from './known-tasks.js';
 import { checkPayload } from './payload.js';
 import { resolveEnqueueOptions, type EnqueueOptions, type ResolvedEnqueueOptions, type ResolvedProducerOptions } from './options.js';
 
-export interface EnqueueResult {
-  id: string;
+export interface EnqueueResult<Task extends string = string> {
+  /** The job's id; its type remembers the task, so `waitForResult(id)` types the result. */
+  id: JobId<Task>;
   /** True when an earlier job with the same idempotency key (and task) was returned instead of a new one. */
   deduplicated: boolean;
 }
 
-export interface BulkJob {
-  task: string;
-  data: unknown;
+export interface BulkJob<Task extends string = string, Data = unknown> {
+  task: Task;
+  data: Data;
   options?: EnqueueOptions;
 }
 
@@ -77,6 +79,7 @@ export function prepareJob(
   } catch (err) {
     throw new ValidationError('INVALID_TASK', 'task', (err as Error).message, { cause: err });
   }
+  assertKnownTask(task, producer.knownTasks, producer.routes);
   const options = resolveEnqueueOptions(input, producer, now, task);
   checkPayload(data, producer.maxPayloadBytes);
   const id = randomUUID();

@@ -237,7 +237,7 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
         if (http.status >= 500) logger.error('API request failed', { route, code: http.code, error: err });
         // A body we did not read (401, 413, 415, early 400) must not be parsed as the next request.
         const unread = !req.complete;
-        if (!res.headersSent) send(res, http.status, { error: http.message, code: http.code }, unread || stopping ? { connection: 'close' } : {});
+        if (!res.headersSent) send(res, http.status, { error: http.message, code: http.code, ...(http.field ? { field: http.field } : {}) }, unread || stopping ? { connection: 'close' } : {});
         if (unread) res.once('finish', () => req.socket.destroy());
       })
       .finally(() => {

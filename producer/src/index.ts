@@ -3,7 +3,9 @@
  * (startApiServer), and the types and errors they use. Internals: `@taskline/producer/internal`.
  */
 export { createProducer, Producer } from './producer.js';
-export type { ProducerState, JobWatchEvent } from './producer.js';
+export type { ProducerState, JobWatchEvent, RecordOf, TypedBulkJob, AnyProducer } from './producer.js';
+export type { ProducerTasks, TaskSetLike } from './known-tasks.js';
+export type { JobId, TaskMap, TaskMapOf, TaskRecord, UntypedTasks } from '@taskline/shared';
 export { EnqueueBulkError } from './enqueue.js';
 export type { EnqueueResult, BulkJob, BulkJobOutcome } from './enqueue.js';
 export type { ProducerOptions, EnqueueOptions, BackoffOption } from './options.js';

@@ -3,6 +3,7 @@ import { InvalidNameError, isQueueName, createSilentLogger, resolveRoutes, type 
 import { encodeBackoff, resolveBackoff, resolvePrefix, resolveResultExpiresSeconds, resolveSettings, type EncodedBackoff } from '@taskline/shared/internal';
 import { ValidationError } from './errors.js';
 import { PRODUCER_SETTINGS } from './settings.js';
+import { resolveKnownTasks, type KnownTasks, type ProducerTasks } from './known-tasks.js';
 
 /**
  * BullMQ's own backoff shape, still accepted from before taskline had one `Backoff` shape:
@@ -32,6 +33,13 @@ export interface ProducerOptions {
    * @defaultValue `TASKLINE_ROUTES`, else none
    */
   routes?: RouteTable | Routes | string;
+  /**
+   * The tasks this producer enqueues: the tasks module's `defineTasks(...)` result (whose schemas
+   * then validate data at enqueue) or their names. When set, a task that is neither one of them
+   * nor named by a route is refused at enqueue (over HTTP too: 400 UNKNOWN_TASK).
+   * @defaultValue `TASKLINE_TASKS` (comma-separated names), else any task
+   */
+  tasks?: ProducerTasks;
   /** Largest payload, in bytes of JSON. @defaultValue `TASKLINE_MAX_PAYLOAD_BYTES` or 524288 (512 KiB) */
   maxPayloadBytes?: number;
   /**
@@ -59,6 +67,8 @@ export interface ResolvedProducerOptions {
   prefix: string;
   defaultQueue: string;
   routes: Routes;
+  /** The tasks the producer was told of, with their schemas; `null`: any task. */
+  knownTasks: KnownTasks | null;
   maxPayloadBytes: number;
   resultExpiresSeconds: number;
   keepFailedCount: number;
@@ -112,15 +122,19 @@ export function checkBackoff(value: unknown, field: string): EncodedBackoff {
  * Fills every producer default in one place and validates (the `PRODUCER_SETTINGS` rows; the
  * environment is one more layer). A bad setting is a ConfigError naming the option or variable.
  */
+// `tasks` takes a tasks module as well as names: resolveKnownTasks reads it (its row documents it).
+const { tasks: _tasks, ...RESOLVED_BY_TABLE } = PRODUCER_SETTINGS;
+
 export function resolveProducerOptions(options: ProducerOptions = {}): ResolvedProducerOptions {
   const env = options.env ?? process.env;
   return {
-    ...resolveSettings(PRODUCER_SETTINGS, { options, env }),
+    ...resolveSettings(RESOLVED_BY_TABLE, { options, env }),
     connection: options.connection ?? {},
     connections: options.connections ?? null,
     prefix: resolvePrefix(env, options.prefix),
     routes: resolveRoutes(options.routes, env),
     resultExpiresSeconds: resolveResultExpiresSeconds(env, options.resultExpiresSeconds),
+    knownTasks: resolveKnownTasks(options.tasks, env),
     logger: options.logger ?? createSilentLogger(),
     registry: options.registry ?? null,
     env,

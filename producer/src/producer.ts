@@ -1,7 +1,8 @@
 import type { Registry } from 'prom-client';
 import { Queue } from 'bullmq';
 import { ClosedError, ConnectionError, TasklineError, createConnections, isTerminalState, resolveConnectionOptions, type HealthReport, type JobEvent, type JobResultRecord, type LifecycleState, type Logger, type TasklineConnections } from '@taskline/shared';
-import { QueueRegistry, ResultBackend, canTransition, isJobId, toConnectionError } from '@taskline/shared/internal';
+import type { JobId, TaskData, TaskMap, TaskMapOf, TaskName, TaskRecord, TaskResult, UntypedTasks } from '@taskline/shared';
+import { QueueRegistry, ResultBackend, canTransition, checkSchema, describeSchemaProblem, isJobId, toConnectionError } from '@taskline/shared/internal';
 import { closeInOrder, isResolvedConnectionOptions, withTimeout } from '@taskline/shared/internal';
 import { addJobs, EnqueueBulkError, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
 import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
@@ -12,6 +13,16 @@ import { ProducerMetrics, enqueueErrorReason } from './producer-metrics.js';
 import { resolveProducerOptions, type EnqueueOptions, type ProducerOptions, type ResolvedProducerOptions } from './options.js';
 
 export type { EnqueueResult, BulkJob, JobWatchEvent };
+
+/** The record `getResult`/`waitForResult` give for an id from `enqueue`: `result` typed by its task. */
+export type RecordOf<Tasks extends TaskMap, Task extends string> = [Task] extends [never] ? JobResultRecord : TaskRecord<TaskResult<Tasks, Task>>;
+
+/** A producer typed by any tasks: what the HTTP API serves. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the API takes any task by name, whatever the producer's types.
+export type AnyProducer = Producer<any>;
+
+/** One job of `enqueueBulk`, its data checked against its task's. */
+export type TypedBulkJob<Tasks extends TaskMap> = { [Task in TaskName<Tasks>]: BulkJob<Task, TaskData<Tasks, Task>> }[TaskName<Tasks>];
 
 /** `idle` → `starting` (connecting) → `ready` → `closing` → `closed`. */
 export type ProducerState = Extract<LifecycleState, 'idle' | 'starting' | 'ready' | 'closing' | 'closed'>;
@@ -25,8 +36,10 @@ const CLOSE_GRACE_MS = 10_000;
 /**
  * What applications use to enqueue jobs: BullMQ on the broker (deduplication of idempotency keys
  * included, atomically), job records read from the result backend, revoke as compare-and-set.
+ * Typed by the tasks (`createProducer<typeof tasks>()`), a wrong task name or data shape does not
+ * compile and results have their task's type; untyped, any task and data are accepted.
  */
-export class Producer {
+export class Producer<Tasks extends TaskMap = UntypedTasks> {
   readonly options: ResolvedProducerOptions;
   /** Where the producer's metrics go (expose it at /metrics; the HTTP API does). */
   readonly registry: Registry;
@@ -135,9 +148,9 @@ export class Producer {
    * Adds a job. Bad input throws ValidationError before anything reaches Redis; a failure of
    * Redis rejects with a ConnectionError naming the cause (e.g. REDIS_OOM) and the fix.
    */
-  async enqueue(task: string, data: unknown, options?: EnqueueOptions): Promise<EnqueueResult> {
-    const [result] = await this.enqueueBulk([{ task, data, ...(options ? { options } : {}) }]);
-    return result as EnqueueResult;
+  async enqueue<Task extends TaskName<Tasks>>(task: Task, data: TaskData<Tasks, Task>, options?: EnqueueOptions): Promise<EnqueueResult<Task>> {
+    const [result] = await this.#enqueue([{ task, data, ...(options ? { options } : {}) }]);
+    return result as EnqueueResult<Task>;
   }
 
   /**
@@ -145,7 +158,7 @@ export class Producer {
    * addBulk. Results come back in input order. If some adds fail, it rejects with
    * EnqueueBulkError, whose `outcomes` say per job whether it exists (so a retry duplicates nothing).
    */
-  enqueueBulk(jobs: BulkJob[]): Promise<EnqueueResult[]> {
+  enqueueBulk(jobs: Array<TypedBulkJob<Tasks>>): Promise<EnqueueResult[]> {
     return this.#enqueue(jobs);
   }
 
@@ -163,6 +176,7 @@ export class Producer {
       throw err;
     }
     if (prepared.length === 0) return [];
+    await this.#checkSchemas(prepared);
     try {
       await this.#ready();
       const results = await this.#withDeadline(
@@ -178,6 +192,23 @@ export class Producer {
     } catch (err) {
       this.#countError(err);
       throw this.#mapError(err);
+    }
+  }
+
+  /** Data that breaks its task's schema (when the producer has the tasks) is refused, all or none. */
+  async #checkSchemas(prepared: PreparedJob[]): Promise<void> {
+    const known = this.options.knownTasks;
+    if (!known) return;
+    for (const [i, job] of prepared.entries()) {
+      const schema = known.get(job.task);
+      if (!schema) continue;
+      const checked = await checkSchema(schema, job.data);
+      if (!checked.ok) {
+        const where = prepared.length > 1 ? `jobs[${i}].` : '';
+        const error = new ValidationError('INVALID_DATA', `${where}${checked.problem.field}`, `${where ? `jobs[${i}]: ` : ''}${describeSchemaProblem(job.task, checked)}`);
+        this.#countError(error);
+        throw error;
+      }
     }
   }
 
@@ -231,7 +262,11 @@ export class Producer {
    * The job's record, or `null` if no job has this id. A job that has no record yet reads from
    * the broker: PENDING while it waits, STARTED while a worker holds it.
    */
-  async getResult(id: string): Promise<JobResultRecord | null> {
+  async getResult<Task extends TaskName<Tasks> = never>(id: JobId<Task>): Promise<RecordOf<Tasks, Task> | null> {
+    return (await this.#getResult(id)) as RecordOf<Tasks, Task> | null;
+  }
+
+  async #getResult(id: string): Promise<JobResultRecord | null> {
     // Only job ids reach Redis: another string could name a queue's own keys.
     if (!isJobId(id)) return null;
     await this.#ready();
@@ -251,7 +286,14 @@ export class Producer {
    * own channel, one subscriber connection per process). `onEvent` hears every state and progress
    * change meanwhile. Rejects with ResultTimeoutError, or JobNotFoundError for an unknown id.
    */
-  async waitForResult(
+  async waitForResult<Task extends TaskName<Tasks> = never>(
+    id: JobId<Task>,
+    options: { timeoutMs: number; signal?: AbortSignal; onProgress?: (progress: unknown) => void; onEvent?: (event: JobEvent) => void },
+  ): Promise<RecordOf<Tasks, Task>> {
+    return (await this.#waitForResult(id, options)) as RecordOf<Tasks, Task>;
+  }
+
+  async #waitForResult(
     id: string,
     options: { timeoutMs: number; signal?: AbortSignal; onProgress?: (progress: unknown) => void; onEvent?: (event: JobEvent) => void },
   ): Promise<JobResultRecord> {
@@ -285,7 +327,7 @@ export class Producer {
    * Ends early (without a final event) on `signal` or after `timeoutMs` (default: 1 hour).
    */
   watch(id: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): AsyncGenerator<JobWatchEvent> {
-    return watchJob({ current: () => this.getResult(id), results: this.#results }, id, options);
+    return watchJob({ current: () => this.#getResult(id), results: this.#results }, id, options);
   }
 
   /**
@@ -363,7 +405,11 @@ export class Producer {
   }
 }
 
-/** Builds a producer; connections open on first use (or `await producer.connect()`). */
-export function createProducer(options?: ProducerOptions): Producer {
-  return new Producer(options);
+/**
+ * Builds a producer; connections open on first use (or `await producer.connect()`). Typed by the
+ * tasks module: `createProducer<typeof tasks>()` (with `import type tasks from './tasks.js'`),
+ * or `createProducer({ tasks })`, which also validates data with the tasks' schemas.
+ */
+export function createProducer<T = UntypedTasks>(options?: ProducerOptions & { tasks?: T & ProducerOptions['tasks'] }): Producer<TaskMapOf<T>> {
+  return new Producer<TaskMapOf<T>>(options);
 }

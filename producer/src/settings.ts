@@ -29,6 +29,12 @@ export const PRODUCER_SETTINGS = {
   keepFailedCount: setting({ parser: int({ min: 0, max: 10_000_000 }), default: 1000, doc: 'Failed jobs kept on the broker for `inspect`: at most this many…' }),
   keepFailedSeconds: setting({ parser: int({ min: 1, max: 31_536_000 }), default: 604_800, doc: '…and at most this old, in seconds (7 days).' }),
   enqueueTimeoutMs: setting({ parser: int({ min: 1, max: 600_000 }), default: 10_000, doc: 'How long one enqueue may wait on Redis before failing with a ConnectionError.' }),
+  tasks: setting({
+    env: 'TASKLINE_TASKS',
+    parser: list(),
+    defaultDoc: 'any task',
+    doc: "The tasks this producer enqueues: the option takes the tasks module's `defineTasks(...)` result (its schemas then validate data at enqueue), the variable task names, comma-separated. When set, an unknown task that no route names is refused (`UNKNOWN_TASK`, HTTP 400).",
+  }),
 } satisfies Table;
 
 const apiToken = custom<Secret | null>('at least 32 visible ASCII characters, 10 different', (raw, { variable }) => {

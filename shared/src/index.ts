@@ -27,3 +27,5 @@ export type { JobState } from './job/job-states.js';
 export { isQueueName, isTaskName, InvalidNameError } from './names.js';
 export { createRoutes, resolveRoutes } from './routes.js';
 export type { Routes, RouteTable } from './routes.js';
+export type { StandardSchemaV1 } from './standard-schema.js';
+export type { TaskSignature, TaskMap, UntypedTasks, TypedTaskSet, TaskMapOf, TaskName, TaskData, TaskResult, JobId, TaskRecord } from './task-types.js';

@@ -56,3 +56,5 @@ export { CONNECTION_SETTINGS, ENDPOINT_SETTINGS, endpointTable } from './setting
 export { PROCESS_SETTINGS, metricsPortSetting, resolvePrefix } from './settings/process-table.js';
 export { warnUnknownVariables, findUnknownVariables, editDistance, ALLOWED_VARIABLES } from './settings/unknown-vars.js';
 export { KNOWN_VARIABLES } from './settings/known-variables.js';
+export { checkSchema, describeSchemaProblem, isStandardSchema } from './schema-validation.js';
+export type { SchemaCheck, SchemaProblem } from './schema-validation.js';

@@ -50,6 +50,17 @@ export class UnknownTaskError extends TasklineError {
   }
 }
 
+/** A job's data does not match its task's schema: the job fails at once (no retry could fix it). */
+export class InvalidJobDataError extends TasklineError {
+  override name = 'InvalidJobDataError';
+  /** The field at fault, e.g. `data.to`. */
+  readonly field: string;
+  constructor(message: string, field: string) {
+    super('INVALID_DATA', message);
+    this.field = field;
+  }
+}
+
 /** A handler returned something JSON cannot carry (a BigInt, a cycle...). */
 export class ResultNotSerializableError extends TasklineError {
   override name = 'ResultNotSerializableError';

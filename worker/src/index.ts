@@ -5,7 +5,8 @@
  */
 export { defineTasks, isTaskSet } from './tasks.js';
 export { DEFAULT_BACKOFF } from '@taskline/shared/internal';
-export type { IsolationKind, TaskBackoff, TaskContext, TaskDefinition, TaskHandler, TaskRateLimit, TaskSet } from './tasks.js';
+export type { IsolationKind, TaskBackoff, TaskContext, TaskDefinition, TaskHandler, TaskRateLimit, TaskSet, TaskMapOfDefinitions } from './tasks.js';
+export type { StandardSchemaV1, TaskMap, TaskMapOf } from '@taskline/shared';
 export { createWorker, TasklineWorker } from './worker.js';
 export type { WorkerState, CloseOutcome } from './worker.js';
 export type { WorkerOptions } from './options.js';
@@ -15,6 +16,7 @@ export {
   JobRevokedError,
   WorkerShutdownError,
   UnknownTaskError,
+  InvalidJobDataError,
   ResultNotSerializableError,
   ResultTooLargeError,
   StaleDeliveryError,

@@ -1,9 +1,9 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { type JobErrorInfo, type Logger, type Routes } from '@taskline/shared';
-import { isFinalAnswer, jobMeta, scrubSecrets, toJobErrorInfo, type RecordBase, type RedisService, type ResultBackend, type TransitionAnswer, type TransitionOp } from '@taskline/shared/internal';
+import { checkSchema, describeSchemaProblem, isFinalAnswer, jobMeta, scrubSecrets, toJobErrorInfo, type RecordBase, type RedisService, type ResultBackend, type TransitionAnswer, type TransitionOp } from '@taskline/shared/internal';
 import type { Counter, Histogram } from 'prom-client';
 import { encodeBackoff } from './backoff.js';
-import { JobRevokedError, StaleDeliveryError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
+import { InvalidJobDataError, JobRevokedError, StaleDeliveryError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';
 import { AttemptAbort, type Abortable } from './attempt-abort.js';
 import { runHandler, serialiseResult, type AttemptInput, type AttemptMetrics, type AttemptOutcome as HandlerOutcome } from './attempt.js';
 import { decideOutcome, type JobOutcome, type OutcomeDecision, type WrittenState } from './attempt-outcome.js';
@@ -96,6 +96,10 @@ class JobRunner {
     const meta = jobMeta(job.opts);
     const d = this.#delivery(job, task, meta);
     if (!task) return this.#failUnknownTask(d);
+    if (task.schema) {
+      const failed = await this.#failIfInvalid(d, task);
+      if (failed !== undefined) return failed;
+    }
     this.#warnIfMisrouted(task);
     const timeoutMs = this.#applyTaskDefaults(job, task, meta, d.base);
     await this.#rateLimit(job, task, token);
@@ -148,6 +152,23 @@ class JobRunner {
     d.base.finishedAt = d.base.updatedAt;
     const answer = await this.#write(d, 'write', 'FAILURE', { outcome: { error: errorInfo(error) } });
     return this.#act(decideOutcome('FAILURE', answer), 'FAILURE', d, d.job.name, new UnrecoverableError(error.message));
+  }
+
+  /**
+   * Data that breaks the task's schema fails at once (no retry could fix it); valid data is
+   * replaced by the schema's output, which the handler gets (undefined: go on).
+   */
+  async #failIfInvalid(d: Delivery, task: ResolvedTask): Promise<null | undefined> {
+    if (!task.schema) return undefined;
+    const checked = await checkSchema(task.schema, d.job.data);
+    if (checked.ok) {
+      d.job.data = checked.value;
+      return undefined;
+    }
+    const error = new InvalidJobDataError(describeSchemaProblem(task.name, checked), checked.problem.field);
+    d.base.finishedAt = d.base.updatedAt;
+    const answer = await this.#write(d, 'write', 'FAILURE', { outcome: { error: errorInfo(error) } });
+    return this.#act(decideOutcome('FAILURE', answer), 'FAILURE', d, task.name, new UnrecoverableError(error.message));
   }
 
   #warnIfMisrouted(task: ResolvedTask): void {

@@ -1,5 +1,6 @@
-import { ConfigError, InvalidNameError, isQueueName, isTaskName, type Backoff, type Logger } from '@taskline/shared';
-import { DEFAULT_BACKOFF, resolveBackoff, type ResolvedBackoff } from '@taskline/shared/internal';
+import { ConfigError, InvalidNameError, isQueueName, isTaskName, type Backoff, type Logger, type StandardSchemaV1, type TypedTaskSet } from '@taskline/shared';
+import type { TaskMap } from '@taskline/shared';
+import { DEFAULT_BACKOFF, isStandardSchema, resolveBackoff, type ResolvedBackoff } from '@taskline/shared/internal';
 
 /** Where an isolated handler runs: a child process (Celery's prefork) or a worker thread. */
 export type IsolationKind = 'process' | 'thread';
@@ -52,6 +53,13 @@ export type TaskHandler<Data = any, Result = unknown> = (data: Data, ctx: TaskCo
 
 export interface TaskDefinition<Data = unknown, Result = unknown> {
   run: TaskHandler<Data, Result>;
+  /**
+   * Validates the job's data before the handler runs (invalid: FAILURE naming the field, no
+   * retry), and at enqueue where the producer has the tasks (`createProducer({ tasks })`): any
+   * Standard Schema (zod, valibot, arktype...). The handler gets the schema's output.
+   * @defaultValue none: the data is not checked
+   */
+  schema?: StandardSchemaV1<unknown, Data>;
   /** Attempts in all, when the enqueue call gives none. @defaultValue `1` (no retry) */
   attempts?: number;
   /** Backoff between attempts, when the enqueue call gives none. @defaultValue exponential from 1000 ms, capped at 1 h, half of each delay random */
@@ -95,10 +103,14 @@ export interface ResolvedTask {
   isolated: IsolationKind | boolean | null;
   queue: string | null;
   rateLimit: TaskRateLimit | null;
+  schema: StandardSchemaV1 | null;
 }
 
-/** The frozen result of `defineTasks`: what `createWorker({ tasks })` and `--tasks <module>` take. */
-export interface TaskSet {
+/**
+ * The frozen result of `defineTasks`: what `createWorker({ tasks })` and `--tasks <module>` take.
+ * Its type carries each task's data and result types, for `createProducer<typeof tasks>()`.
+ */
+export interface TaskSet<Tasks extends TaskMap = TaskMap> extends TypedTaskSet<Tasks> {
   readonly kind: 'taskline.tasks';
   readonly tasks: ReadonlyMap<string, ResolvedTask>;
   /** The module the tasks were loaded from (set by `loadTaskModule` / `--tasks`): isolated runners load it too. */
@@ -121,7 +133,7 @@ function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
   if (def === null || typeof def !== 'object' || typeof def.run !== 'function') {
     throw invalid(name, 'run', 'must be a function (data, ctx) => result.');
   }
-  const known = new Set(['run', 'attempts', 'backoff', 'timeoutMs', 'hardTimeoutMs', 'isolated', 'queue', 'rateLimit']);
+  const known = new Set(['run', 'schema', 'attempts', 'backoff', 'timeoutMs', 'hardTimeoutMs', 'isolated', 'queue', 'rateLimit']);
   for (const key of Object.keys(def)) {
     if (!known.has(key)) throw invalid(name, key, `is not a task option; use one of ${[...known].join(', ')}.`);
   }
@@ -142,6 +154,9 @@ function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
   if (hardTimeoutMs !== null && timeoutMs !== null && hardTimeoutMs < timeoutMs) {
     throw invalid(name, 'hardTimeoutMs', `(${hardTimeoutMs}) is below timeoutMs (${timeoutMs}); the hard limit kills after the soft one, so raise it.`);
   }
+  if (def.schema !== undefined && !isStandardSchema(def.schema)) {
+    throw invalid(name, 'schema', 'must be a Standard Schema (an object with "~standard".validate, as zod, valibot and arktype schemas are).');
+  }
   const isolated = def.isolated;
   if (isolated !== undefined && typeof isolated !== 'boolean' && isolated !== 'process' && isolated !== 'thread') {
     throw invalid(name, 'isolated', `must be true, false, "process" or "thread", got ${JSON.stringify(isolated)}.`);
@@ -156,6 +171,7 @@ function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
     isolated: isolated ?? null,
     queue,
     rateLimit,
+    schema: def.schema ?? null,
   };
 }
 
@@ -165,7 +181,17 @@ function resolveTask(name: string, def: TaskDefinition): ResolvedTask {
  */
 // Each task's data type is its own; `any` lets one map hold them all.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export function defineTasks(definitions: Record<string, TaskDefinition<any, unknown>>): TaskSet {
+type AnyDefinition = TaskDefinition<any, unknown>;
+
+/** What a task is enqueued with: its schema's input, else its handler's data parameter. */
+type DataOf<Def> = Def extends { schema: StandardSchemaV1<infer Input, unknown> } ? Input : Def extends { run: (data: infer Data, ctx: TaskContext) => unknown } ? Data : unknown;
+
+/** The task map (names to data and result types) of a `defineTasks` argument. */
+export type TaskMapOfDefinitions<Defs extends Record<string, AnyDefinition>> = {
+  [Name in keyof Defs & string]: { data: DataOf<Defs[Name]>; result: Awaited<ReturnType<Defs[Name]['run']>> };
+};
+
+export function defineTasks<Defs extends Record<string, AnyDefinition>>(definitions: Defs): TaskSet<TaskMapOfDefinitions<Defs>> {
   if (definitions === null || typeof definitions !== 'object' || Array.isArray(definitions)) {
     throw new ConfigError('TASK_INVALID', 'tasks', 'defineTasks() takes an object mapping task names to { run, ...options }.');
   }
