@@ -4,6 +4,7 @@ import { ClosedError, ConnectionError, TasklineError, createConnections, isTermi
 import { QueueRegistry, ResultBackend, isJobId, toConnectionError } from '@taskline/shared/internal';
 import { closeInOrder, isResolvedConnectionOptions, withTimeout } from '@taskline/shared/internal';
 import { addJobs, EnqueueBulkError, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
+import { endEnqueueSpans, startEnqueueSpans } from './enqueue-tracing.js';
 import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
 import { findOnBroker, recordFromBroker, type BrokerJob } from './job-lookup.js';
 import { QueueInspector } from './inspector.js';
@@ -163,11 +164,13 @@ export class Producer {
       throw err;
     }
     if (prepared.length === 0) return [];
+    const spans = startEnqueueSpans(prepared);
     try {
       await this.#ready();
       const results = await this.#withDeadline(
         addJobs(prepared, { queue: name => this.#queue(name), broker: () => this.#connections.broker.client(), results: this.#results, prefix: this.options.prefix }),
       );
+      endEnqueueSpans(spans, results);
       prepared.forEach((p, i) => {
         if (!results[i]?.deduplicated) this.metrics.enqueued.inc({ task: p.task, queue: p.options.queue });
       });
@@ -177,7 +180,9 @@ export class Producer {
       return results;
     } catch (err) {
       this.#countError(err);
-      throw this.#mapError(err);
+      const mapped = this.#mapError(err);
+      endEnqueueSpans(spans, null, mapped);
+      throw mapped;
     }
   }
 

@@ -64,7 +64,8 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       if (intended === 'SUCCESS') return null;
       const error = thrown instanceof Error ? thrown : new Error(errorInfo(thrown).message);
       if (intended === 'RETRY') throw error;
-      throw error instanceof UnrecoverableError ? error : new UnrecoverableError(error.message);
+      // The cause keeps the handler's own error for the trace (job-tracing.ts).
+      throw error instanceof UnrecoverableError ? error : Object.assign(new UnrecoverableError(error.message), { cause: error });
     }
     if (answer === 'STALE') {
       metrics.refusedWrites.inc({ queue, reason: 'stale' });
