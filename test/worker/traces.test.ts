@@ -1,10 +1,15 @@
 import { expect } from 'chai';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SpanKind, SpanStatusCode, context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { startApiServer, type ApiServer } from '@taskline/producer';
+import { createScheduler } from '@taskline/scheduler';
+import { resolveConnectionOptions } from '@taskline/shared';
 import { defineTasks, type TaskSet } from '@taskline/worker';
 import { runningRedisCount } from '../harness/index.js';
 import { captureLogs } from '../shared/helpers.js';
@@ -134,6 +139,36 @@ describe('traces: one trace from enqueue to the handler (OpenTelemetry, in-memor
       const exception = span.events.find(e => e.name === 'exception');
       // The final attempt reaches BullMQ as an UnrecoverableError: the span still records the handler's Error.
       expect(exception?.attributes).to.include({ 'exception.type': 'Error', 'exception.message': 'boom: the handler failed' });
+    }
+  });
+
+  it('the beat declares a schedule in a span; each tick is its own trace, linked to that span', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'taskline-traces-'));
+    const scheduler = createScheduler({
+      logger: captureLogs('scheduler').logger,
+      schedulePath: join(dir, 'schedule.json'),
+      connection: resolveConnectionOptions({}, redis.env),
+      prefix,
+      watchIntervalMs: 200,
+    });
+    try {
+      await writeFile(join(dir, 'schedule.json'), JSON.stringify({ schedules: [{ id: 'sum', task: 'add', every: '1s', data: { a: 1, b: 1 } }] }));
+      await startWorker({ tasks, env: redis.env, prefix, logger: workerLogs.logger });
+      await scheduler.start();
+      await until(() => spans('taskline.process add').length >= 2, 10_000, 'two ticks run');
+    } finally {
+      await scheduler.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+    const declared = one('taskline.schedule sum');
+    expect(declared.kind).to.equal(SpanKind.PRODUCER);
+    expect(declared.attributes).to.include({ 'taskline.task': 'add', 'taskline.schedule': 'beat:sum', 'messaging.destination.name': 'default' });
+    const ticks = spans('taskline.process add');
+    expect(new Set(ticks.map(t => t.spanContext().traceId)).size, 'one trace per tick').to.equal(ticks.length);
+    for (const tick of ticks) {
+      expect(tick.parentSpanContext, 'a tick starts its own trace').to.equal(undefined);
+      expect(tick.links.map(l => l.context.spanId)).to.deep.equal([declared.spanContext().spanId]);
+      expect(tick.attributes['taskline.schedule']).to.equal('beat:sum');
     }
   });
 
