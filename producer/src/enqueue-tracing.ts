@@ -1,13 +1,14 @@
-import { MESSAGING_SYSTEM, TRACE_ATTRIBUTES as A, carryTrace, jobMeta, recordSpanFailure, startSpan, withJobMeta, type Span } from '@taskline/shared/internal';
+import { MESSAGING_SYSTEM, TRACE_ATTRIBUTES as A, carryTrace, isTracing, jobMeta, recordSpanFailure, startSpan, withJobMeta, type Span } from '@taskline/shared/internal';
 import { EnqueueBulkError, type EnqueueResult, type PreparedJob } from './enqueue.js';
 
 /**
  * One `taskline.enqueue <task>` span (kind PRODUCER) per job, a child of the active context (the
  * HTTP request's span, or the application's own). A job in a trace carries the span's context in
- * its meta, so the worker's span becomes its child. With no tracer provider the spans are the
- * API's no-op ones: nothing is added to the job.
+ * its meta, so the worker's span becomes its child. With no tracer provider there are none, and
+ * nothing is added to the job.
  */
 export function startEnqueueSpans(prepared: PreparedJob[]): Span[] {
+  if (!isTracing()) return [];
   return prepared.map(p => {
     const span = startSpan(`taskline.enqueue ${p.task}`, 'producer', {
       [A.system]: MESSAGING_SYSTEM,

@@ -43,5 +43,5 @@ export { resolveResultExpiresSeconds, toJobErrorInfo, jobMeta, withJobMeta } fro
 export { resolvePrefix, assertQueueName, assertTaskName, NAME_RULES } from './names.js';
 export { CommandBatcher } from './command-batcher.js';
 export { QueueRegistry } from './queue-registry.js';
-export { carryTrace, consumerParent, inSpan, incomingContext, markSpanError, recordSpanFailure, startSpan, TRACE_ATTRIBUTES, MESSAGING_SYSTEM } from './tracing.js';
+export { carryTrace, consumerParent, inSpan, incomingContext, isTracing, markSpanError, recordSpanFailure, startSpan, TRACE_ATTRIBUTES, MESSAGING_SYSTEM } from './tracing.js';
 export type { CarriedTrace, Span, TasklineSpanKind } from './tracing.js';

@@ -48,6 +48,17 @@ export const TRACE_ATTRIBUTES = {
 export const MESSAGING_SYSTEM = 'taskline';
 
 let cached: { provider: TracerProvider; tracer: Tracer } | null = null;
+let noop: TracerProvider | null = null;
+
+/**
+ * False while no tracer provider is registered (the default): the hot paths then skip their
+ * spans entirely rather than make the API's no-op ones (see `pnpm bench:tracing`).
+ */
+export function isTracing(): boolean {
+  const global = trace.getTracerProvider();
+  // An unset proxy delegates to the API's no-op provider, the same one a fresh proxy returns.
+  return !(global instanceof ProxyTracerProvider) || global.getDelegate() !== (noop ??= new ProxyTracerProvider().getDelegate());
+}
 
 /**
  * The tracer of the provider registered now. Looked up per use (a provider may be registered

@@ -1,5 +1,5 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import { MESSAGING_SYSTEM, TRACE_ATTRIBUTES as A, consumerParent, inSpan, jobMeta, recordSpanFailure, startSpan } from '@taskline/shared/internal';
+import { MESSAGING_SYSTEM, TRACE_ATTRIBUTES as A, consumerParent, inSpan, isTracing, jobMeta, recordSpanFailure, startSpan } from '@taskline/shared/internal';
 
 type Processor = (job: Job, token?: string) => Promise<null>;
 
@@ -8,11 +8,12 @@ type Processor = (job: Job, token?: string) => Promise<null>;
  * the job carries (see consumerParent for ticks and jobs that carry none). The handler runs with
  * it active, so its log lines carry its ids and its own spans nest under it. A failed attempt is
  * status ERROR with the handler's error recorded; a job handed back (rate limit, forced
- * shutdown) is not an error. With no tracer provider this is the API's no-op span.
+ * shutdown) is not an error. With no tracer provider it only calls the processor.
  */
 export function traceJobs(queue: string, processor: Processor): Processor {
   // Two parameters, as the processor's: BullMQ then makes no AbortController per job.
   return function processTracedJob(job: Job, token?: string): Promise<null> {
+    if (!isTracing()) return processor(job, token);
     const { parent, links } = consumerParent(jobMeta(job.opts));
     const span = startSpan(
       `taskline.process ${job.name}`,
