@@ -170,13 +170,13 @@ export class Producer {
       const results = await this.#withDeadline(
         addJobs(prepared, { queue: name => this.#queue(name), broker: () => this.#connections.broker.client(), results: this.#results, prefix: this.options.prefix }),
       );
-      endEnqueueSpans(spans, results);
       prepared.forEach((p, i) => {
         if (!results[i]?.deduplicated) this.metrics.enqueued.inc({ task: p.task, queue: p.options.queue });
       });
       if (this.#logger.isDebugEnabled()) {
         prepared.forEach((p, i) => this.#logger.debug('Job enqueued', { jobId: results[i]?.id, task: p.task, queue: p.options.queue }));
       }
+      endEnqueueSpans(spans, results);
       return results;
     } catch (err) {
       this.#countError(err);

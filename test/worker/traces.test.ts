@@ -119,6 +119,28 @@ describe('traces: one trace from enqueue to the handler (OpenTelemetry, in-memor
     expect(line, 'the handler\'s log line').to.include({ trace_id: TRACE_ID, span_id: process.spanContext().spanId });
   });
 
+  it('POST /api/v1/jobs/bulk without a traceparent: the request span is a root, each job its own enqueue and worker span under it', async () => {
+    await startWorker({ tasks, env: redis.env, prefix, logger: workerLogs.logger });
+    const producer = client(redis.env, prefix);
+    api = await startApiServer({ producer: producer.producer, port: 0, host: '127.0.0.1', token: null, logger: captureLogs('api').logger, env: {} });
+    const created = await post(api.port, '/api/v1/jobs/bulk', { jobs: [{ task: 'add', data: { a: 1, b: 2 } }, { task: 'add', data: { a: 3, b: 4 } }] });
+    expect(created.status).to.equal(202);
+    const ids = (created.body['jobs'] as Array<{ id: string }>).map(j => j.id);
+    for (const id of ids) await producer.waitFor(id);
+    await until(() => spans('taskline.process add').length === 2, 5000, 'two worker spans');
+
+    const server = one('POST /api/v1/jobs/bulk');
+    expect(server.parentSpanContext).to.equal(undefined);
+    const enqueues = spans('taskline.enqueue add');
+    expect(enqueues.map(s => s.attributes['messaging.message.id']).sort()).to.deep.equal([...ids].sort());
+    for (const enqueue of enqueues) {
+      expect(enqueue.parentSpanContext?.spanId).to.equal(server.spanContext().spanId);
+      const processed = spans('taskline.process add').filter(p => p.attributes['messaging.message.id'] === enqueue.attributes['messaging.message.id']);
+      expect(processed.map(p => p.parentSpanContext?.spanId)).to.deep.equal([enqueue.spanContext().spanId]);
+      expect(processed[0]?.spanContext().traceId).to.equal(server.spanContext().traceId);
+    }
+  });
+
   it('a failing handler\'s spans are ERROR with its exception, one per attempt, under the same enqueue span', async () => {
     await startWorker({ tasks, env: redis.env, prefix, logger: workerLogs.logger });
     const producer = client(redis.env, prefix);
