@@ -44,4 +44,4 @@ export { resolvePrefix, assertQueueName, assertTaskName, NAME_RULES } from './na
 export { CommandBatcher } from './command-batcher.js';
 export { QueueRegistry } from './queue-registry.js';
 export { carryTrace, consumerParent, inSpan, incomingContext, isTracing, markSpanError, recordSpanFailure, startSpan, TRACE_ATTRIBUTES, MESSAGING_SYSTEM } from './tracing.js';
-export type { CarriedTrace, Span, TasklineSpanKind } from './tracing.js';
+export type { Span } from './tracing.js';

@@ -29,7 +29,7 @@ export type { Span } from '@opentelemetry/api';
  */
 
 /** The instrumentation scope of every taskline span. */
-export const TRACER_NAME = 'taskline';
+const TRACER_NAME = 'taskline';
 
 /** Attribute names, following OpenTelemetry's messaging conventions where one exists. */
 export const TRACE_ATTRIBUTES = {
@@ -37,7 +37,6 @@ export const TRACE_ATTRIBUTES = {
   destination: 'messaging.destination.name',
   messageId: 'messaging.message.id',
   operation: 'messaging.operation.type',
-  batchSize: 'messaging.batch.message_count',
   task: 'taskline.task',
   attempt: 'taskline.attempt',
   delivery: 'taskline.delivery',
@@ -64,7 +63,7 @@ export function isTracing(): boolean {
  * The tracer of the provider registered now. Looked up per use (a provider may be registered
  * after import, or replaced in tests); made once per provider.
  */
-export function tasklineTracer(): Tracer {
+function tasklineTracer(): Tracer {
   const global = trace.getTracerProvider();
   const provider = global instanceof ProxyTracerProvider ? global.getDelegate() : global;
   if (cached?.provider !== provider) cached = { provider, tracer: provider.getTracer(TRACER_NAME) };
@@ -91,7 +90,7 @@ export function carryTrace(span: Span): CarriedTrace {
 }
 
 /** The remote span context a job carries, or `undefined` when it carries none (or a malformed one). */
-export function carriedSpanContext(traceparent: unknown, tracestate?: unknown): SpanContext | undefined {
+function carriedSpanContext(traceparent: unknown, tracestate?: unknown): SpanContext | undefined {
   if (typeof traceparent !== 'string') return undefined;
   const m = TRACEPARENT.exec(traceparent);
   if (!m) return undefined;
@@ -101,7 +100,7 @@ export function carriedSpanContext(traceparent: unknown, tracestate?: unknown): 
 }
 
 /** A context whose parent is the carried span (for the consumer's span), or the root one. */
-export function contextFromCarried(sc: SpanContext | undefined): Context {
+function contextFromCarried(sc: SpanContext | undefined): Context {
   return sc ? trace.setSpanContext(ROOT_CONTEXT, sc) : ROOT_CONTEXT;
 }
 
@@ -118,7 +117,7 @@ export function recordSpanFailure(span: Span, thrown: unknown): void {
 }
 
 const KINDS = { producer: SpanKind.PRODUCER, consumer: SpanKind.CONSUMER, server: SpanKind.SERVER, internal: SpanKind.INTERNAL } as const;
-export type TasklineSpanKind = keyof typeof KINDS;
+type TasklineSpanKind = keyof typeof KINDS;
 
 /** Starts one of taskline's spans, a child of `parent` (by default the active context). */
 export function startSpan(name: string, kind: TasklineSpanKind, attributes: Attributes, parent: Context = context.active(), links?: Link[]): Span {
