@@ -7,6 +7,7 @@ import { EnqueueBulkError, type BulkJob } from './enqueue.js';
 import { resolveApiServerOptions, type ApiServerOptions, type ResolvedApiServerOptions } from './api-options.js';
 import { HttpError, toHttpError, toPublicRecord } from './api-responses.js';
 import { ApiTlsFiles } from './api-tls.js';
+import { traceEnqueueRequest } from './api-tracing.js';
 import { bearerMatches } from './api-token.js';
 import { JobNotFoundError } from './errors.js';
 import { assertJsonContentType, readJsonBody } from './http-body.js';
@@ -231,21 +232,21 @@ export async function startApiServer(input: ApiServerOptions): Promise<ApiServer
     const started = performance.now();
     // Not URL-decoded: job ids need no escapes, so an escaped one is simply not a job id.
     const { route, id } = routeOf((req.url ?? '/').split('?')[0] ?? '/');
-    const work = handle(req, res, route, id)
-      .catch((err: unknown) => {
+    const work = traceEnqueueRequest(req, res, route, () =>
+      handle(req, res, route, id).catch((err: unknown) => {
         const http = toHttpError(err);
         if (http.status >= 500) logger.error('API request failed', { route, code: http.code, error: err });
         // A body we did not read (401, 413, 415, early 400) must not be parsed as the next request.
         const unread = !req.complete;
         if (!res.headersSent) send(res, http.status, { error: http.message, code: http.code, ...(http.field ? { field: http.field } : {}) }, unread || stopping ? { connection: 'close' } : {});
         if (unread) res.once('finish', () => req.socket.destroy());
-      })
-      .finally(() => {
-        metrics.httpRequests.inc({ route, status: String(res.statusCode) });
-        metrics.httpDuration.observe({ route }, (performance.now() - started) / 1000);
-        logger.debug('API request', { method: req.method, route, status: res.statusCode, ms: Math.round(performance.now() - started) });
-        inFlight.delete(work);
-      });
+      }),
+    ).finally(() => {
+      metrics.httpRequests.inc({ route, status: String(res.statusCode) });
+      metrics.httpDuration.observe({ route }, (performance.now() - started) / 1000);
+      logger.debug('API request', { method: req.method, route, status: res.statusCode, ms: Math.round(performance.now() - started) });
+      inFlight.delete(work);
+    });
     inFlight.add(work);
   };
 

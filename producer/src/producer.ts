@@ -5,6 +5,7 @@ import type { JobId, TaskData, TaskMap, TaskMapOf, TaskName, TaskRecord, TaskRes
 import { QueueRegistry, ResultBackend, canTransition, checkSchema, describeSchemaProblem, isJobId, toConnectionError } from '@taskline/shared/internal';
 import { closeInOrder, isResolvedConnectionOptions, withTimeout } from '@taskline/shared/internal';
 import { addJobs, EnqueueBulkError, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
+import { endEnqueueSpans, startEnqueueSpans } from './enqueue-tracing.js';
 import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
 import { findOnBroker, recordFromBroker, type BrokerJob } from './job-lookup.js';
 import { QueueInspector } from './inspector.js';
@@ -177,6 +178,7 @@ export class Producer<Tasks extends TaskMap = UntypedTasks> {
     }
     if (prepared.length === 0) return [];
     await this.#checkSchemas(prepared);
+    const spans = startEnqueueSpans(prepared);
     try {
       await this.#ready();
       const results = await this.#withDeadline(
@@ -188,10 +190,13 @@ export class Producer<Tasks extends TaskMap = UntypedTasks> {
       if (this.#logger.isDebugEnabled()) {
         prepared.forEach((p, i) => this.#logger.debug('Job enqueued', { jobId: results[i]?.id, task: p.task, queue: p.options.queue }));
       }
+      endEnqueueSpans(spans, results);
       return results;
     } catch (err) {
       this.#countError(err);
-      throw this.#mapError(err);
+      const mapped = this.#mapError(err);
+      endEnqueueSpans(spans, null, mapped);
+      throw mapped;
     }
   }
 

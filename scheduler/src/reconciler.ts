@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { TasklineError, type Logger } from '@taskline/shared';
 import { beatKey, type LeaderLease } from './leader-lease.js';
 import type { ScheduleEntry } from './schedule-file.js';
+import { traceScheduleUpsert } from './schedule-tracing.js';
 
 /**
  * Turns the schedule file into BullMQ Job Schedulers, one per entry, id `beat:<entry id>`.
@@ -147,15 +148,17 @@ export async function reconcileSchedules(entries: ScheduleEntry[], deps: Reconci
       continue;
     }
     await guard();
-    await queue.upsertJobScheduler(
-      schedulerId,
-      {
-        ...(entry.cron !== null ? { pattern: entry.cron, tz: entry.tz } : { every: entry.everyMs as number }),
-        ...(entry.startDate !== null ? { startDate: entry.startDate } : {}),
-        ...(entry.endDate !== null ? { endDate: entry.endDate } : {}),
-        ...(entry.limit !== null ? { limit: entry.limit } : {}),
-      },
-      { name: entry.task, data: entry.data, opts: templateOptions(entry) },
+    await traceScheduleUpsert(entry, schedulerId, templateOptions(entry), opts =>
+      queue.upsertJobScheduler(
+        schedulerId,
+        {
+          ...(entry.cron !== null ? { pattern: entry.cron, tz: entry.tz } : { every: entry.everyMs as number }),
+          ...(entry.startDate !== null ? { startDate: entry.startDate } : {}),
+          ...(entry.endDate !== null ? { endDate: entry.endDate } : {}),
+          ...(entry.limit !== null ? { limit: entry.limit } : {}),
+        },
+        { name: entry.task, data: entry.data, opts },
+      ),
     );
     const value: OwnedRecord = { hash: entry.hash, task: entry.task, fence: lease.fence ?? 0, updatedAt: new Date().toISOString() };
     if (!(await lease.fencedHashWrite(ownedKey(deps.prefix), 'set', field, JSON.stringify(value)))) throw new NotLeaderError();

@@ -58,3 +58,5 @@ export { warnUnknownVariables, findUnknownVariables, editDistance, ALLOWED_VARIA
 export { KNOWN_VARIABLES } from './settings/known-variables.js';
 export { checkSchema, describeSchemaProblem, isStandardSchema } from './schema-validation.js';
 export type { SchemaCheck, SchemaProblem } from './schema-validation.js';
+export { carryTrace, consumerParent, inSpan, incomingContext, isTracing, markSpanError, recordSpanFailure, startSpan, TRACE_ATTRIBUTES, MESSAGING_SYSTEM } from './tracing.js';
+export type { Span } from './tracing.js';

@@ -106,6 +106,11 @@ export interface TasklineJobMeta {
   timeoutMs?: number;
   /** The failed job this one re-runs (`inspect retry`). */
   retryOf?: string;
+  /** The enqueue span (W3C traceparent): the worker's span is its child. See tracing.ts. */
+  traceparent?: string;
+  tracestate?: string;
+  /** A schedule's template: the beat span that declared it, which each tick's span links to. */
+  traceLink?: string;
 }
 
 export const JOB_META_KEY = 'taskline';
@@ -119,11 +124,15 @@ export function jobMeta(opts: object): TasklineJobMeta {
   const timeoutMs = meta['timeoutMs'];
   if (typeof timeoutMs === 'number' && Number.isInteger(timeoutMs) && timeoutMs > 0) out.timeoutMs = timeoutMs;
   if (typeof meta['retryOf'] === 'string') out.retryOf = meta['retryOf'];
+  for (const key of ['traceparent', 'tracestate', 'traceLink'] as const) {
+    const value = meta[key];
+    if (typeof value === 'string') out[key] = value;
+  }
   return out;
 }
 
 /** BullMQ job options with taskline's meta added (unchanged when the meta is empty). */
 export function withJobMeta<T extends object>(opts: T, meta: TasklineJobMeta): T {
-  if (meta.timeoutMs === undefined && meta.retryOf === undefined) return opts;
+  if (meta.timeoutMs === undefined && meta.retryOf === undefined && meta.traceparent === undefined && meta.traceLink === undefined) return opts;
   return { ...opts, [JOB_META_KEY]: meta };
 }

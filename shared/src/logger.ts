@@ -1,6 +1,7 @@
 import winston from 'winston';
 import { ConfigError } from './errors.js';
 import { Secret, scrubSecrets } from './secret.js';
+import { activeTraceIds } from './tracing.js';
 
 export type Logger = winston.Logger;
 
@@ -49,9 +50,17 @@ const redact = winston.format((info, opts: unknown) => {
   return info;
 });
 
+/** Adds `trace_id` and `span_id` (OpenTelemetry's log field names) while a span is active. */
+const traceIds = winston.format(info => {
+  const ids = activeTraceIds();
+  if (ids) Object.assign(info, ids);
+  return info;
+});
+
 /**
  * A winston logger: JSON lines by default, a readable single line per record on a TTY,
- * with secrets redacted. Extra fields (`jobId`, `task`, `queue`) go on the line as given.
+ * with secrets redacted. Extra fields (`jobId`, `task`, `queue`) go on the line as given, and
+ * `trace_id`/`span_id` when an OpenTelemetry span is active.
  */
 export function createLogger(options: LoggerOptions): Logger {
   const env = options.env ?? process.env;
@@ -76,6 +85,7 @@ export function createLogger(options: LoggerOptions): Logger {
     defaultMeta: { component: options.component },
     format: winston.format.combine(
       redact({ secrets: options.secrets ?? [] }),
+      traceIds(),
       winston.format.timestamp(),
       format === 'json' ? winston.format.json() : winston.format.combine(winston.format.colorize(), pretty),
     ),

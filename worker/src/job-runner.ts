@@ -317,7 +317,8 @@ class JobRunner {
         throw asError(thrown);
       case 'fail': {
         const error = asError(thrown);
-        throw error instanceof UnrecoverableError ? error : new UnrecoverableError(error.message);
+        // The cause keeps the handler's own error for the trace (job-tracing.ts).
+        throw error instanceof UnrecoverableError ? error : Object.assign(new UnrecoverableError(error.message), { cause: error });
       }
       case 'stale':
         d.logger().warn('This delivery lost the job to a newer one; its outcome was discarded', { delivery: d.job.attemptsStarted });

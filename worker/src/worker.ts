@@ -10,6 +10,7 @@ import { FailedJobSettler } from './failed-job-settler.js';
 import { HandlerPool } from './isolation/handler-pool.js';
 import type { IsolationKind } from './tasks.js';
 import { createJobProcessor } from './job-runner.js';
+import { traceJobs } from './job-tracing.js';
 import { RevokedJobs } from './revoked-jobs.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
 import { TaskRateLimiter } from './rate-limiter.js';
@@ -128,7 +129,7 @@ export class TasklineWorker {
     for (const queue of o.queues) {
       if (this.#closePromise) return;
       const connection = await this.connections.broker.bullmqConnection(1);
-      const processor = createJobProcessor({
+      const processor = traceJobs(queue, createJobProcessor({
         tasks: o.tasks,
         queue,
         broker: this.connections.broker,
@@ -146,7 +147,7 @@ export class TasklineWorker {
         isolationOf: o.isolationOf,
         pool: kind => this.#pool(kind),
         killGraceMs: o.killGraceMs,
-      });
+      }));
       const worker = new Worker(queue, processor, {
         connection,
         prefix: o.prefix,
