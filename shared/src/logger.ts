@@ -1,7 +1,7 @@
 import winston from 'winston';
 import { ConfigError } from './errors.js';
 import { Secret, scrubSecrets } from './secret.js';
-import { activeTraceIds } from './tracing.js';
+import { activeTraceIds } from './trace-ids.js';
 
 export type Logger = winston.Logger;
 

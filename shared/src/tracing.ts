@@ -155,9 +155,3 @@ export function consumerParent(meta: { traceparent?: string; tracestate?: string
 export function markSpanError(span: Span, message: string): void {
   span.setStatus({ code: SpanStatusCode.ERROR, message });
 }
-
-/** The active span's ids for a log line, or `null` outside a trace. */
-export function activeTraceIds(): { trace_id: string; span_id: string } | null {
-  const sc = trace.getSpanContext(context.active());
-  return sc && isSpanContextValid(sc) ? { trace_id: sc.traceId, span_id: sc.spanId } : null;
-}
