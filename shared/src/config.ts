@@ -1,7 +1,7 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { ConfigError, type ServiceRole } from './errors.js';
 import { envPrefix } from './error-mapping.js';
-import { checkCommandLinePassword, envLayer, merge, optionsLayer, type EndpointLayer } from './endpoint-layers.js';
+import { checkCommandLinePassword, envLayer, merge, optionsLayer, type EndpointLayer, type RedisEndpointOptions } from './endpoint-layers.js';
 import { isProduction } from './environment.js';
 import { Secret } from './secret.js';
 import { CONNECTION_SETTINGS, ENDPOINT_SETTINGS } from './settings/connection-table.js';
@@ -9,34 +9,7 @@ import { resolveSettings } from './settings/resolve.js';
 import type { SettingsOptions, SettingsValues } from './settings/table.js';
 import { DEFAULT_TLS_CIPHERS, type TlsVersion } from './tls-policy.js';
 
-export { DEFAULT_TLS_CIPHERS, type TlsVersion };
-
-/** One Redis service (broker or result backend) as a caller may describe it. Every field is optional. */
-export interface RedisEndpointOptions {
-  /** `redis://` or `rediss://` URL; fields given beside it override its parts. */
-  url?: string;
-  /** @defaultValue `127.0.0.1` */
-  host?: string;
-  /** @defaultValue `6379` */
-  port?: number;
-  /** @defaultValue `0` */
-  db?: number;
-  /** ACL user name. */
-  username?: string;
-  password?: string;
-  /** A file holding the password (Docker secrets); read once at start. */
-  passwordFile?: string;
-  /** Use TLS. @defaultValue `true` */
-  tls?: boolean;
-  /** PEM file of the CA that issued the server certificate; without it the system trust store is used. */
-  caFile?: string;
-  /** PEM client certificate for mutual TLS. */
-  certFile?: string;
-  /** PEM private key of the client certificate. */
-  keyFile?: string;
-  /** The name the server certificate must carry; defaults to `host` (needed when `host` is an IP not in the SANs). */
-  servername?: string;
-}
+export { DEFAULT_TLS_CIPHERS, type TlsVersion, type RedisEndpointOptions };
 
 /**
  * Everything a process needs to open its Redis connections. The settings applied to both services

@@ -1,10 +1,36 @@
 import { ConfigError, type ServiceRole } from './errors.js';
 import { envPrefix } from './error-mapping.js';
-import type { RedisEndpointOptions } from './config.js';
 import { endpointTable, type EndpointPrefix } from './settings/connection-table.js';
 import { int } from './settings/parsers.js';
 import { resolveSettings } from './settings/resolve.js';
 import { decodeUrlCredential, invalidUrlError } from './url-credentials.js';
+
+/** One Redis service (broker or result backend) as a caller may describe it. Every field is optional. */
+export interface RedisEndpointOptions {
+  /** `redis://` or `rediss://` URL; fields given beside it override its parts. */
+  url?: string;
+  /** @defaultValue `127.0.0.1` */
+  host?: string;
+  /** @defaultValue `6379` */
+  port?: number;
+  /** @defaultValue `0` */
+  db?: number;
+  /** ACL user name. */
+  username?: string;
+  password?: string;
+  /** A file holding the password (Docker secrets); read once at start. */
+  passwordFile?: string;
+  /** Use TLS. @defaultValue `true` */
+  tls?: boolean;
+  /** PEM file of the CA that issued the server certificate; without it the system trust store is used. */
+  caFile?: string;
+  /** PEM client certificate for mutual TLS. */
+  certFile?: string;
+  /** PEM private key of the client certificate. */
+  keyFile?: string;
+  /** The name the server certificate must carry; defaults to `host` (needed when `host` is an IP not in the SANs). */
+  servername?: string;
+}
 
 /**
  * The layers a Redis endpoint is described in (a `redis://` / `rediss://` URL, the REDIS_* or
