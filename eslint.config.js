@@ -1,8 +1,18 @@
-// Lint that guards the architecture: no floating promises, no import cycles,
-// no reaching into another package's src/, type-only imports marked as such.
+// Lint that guards the architecture: no floating promises, no import cycles, no reaching into
+// another package's src/ or another shared folder's files, no long functions, type-only imports
+// marked as such. test/ops/lint-guards.test.ts plants a violation of each and expects it caught.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import importX, { createNodeResolver } from 'eslint-plugin-import-x';
+
+const PACKAGE_BOUNDARIES = [
+  { group: ['**/shared/src/**', '**/producer/src/**', '**/worker/src/**', '**/scheduler/src/**'], message: 'Import another package through its public API (@taskline/<name>), never its src/.' },
+  { group: ['@taskline/*/src/**', '@taskline/*/dist/**'], message: 'Import @taskline/<name> or one of its declared subpaths, never its src/ or dist/.' },
+];
+const FOLDER_BOUNDARY = {
+  regex: '^\\.\\./(?:\\.\\./)*[a-z-]+/(?!index\\.js$)[^/]+$',
+  message: 'Use another folder of @taskline/shared through its index.ts (../<folder>/index.js), which lists what it offers.',
+};
 
 export default tseslint.config(
   { ignores: ['**/dist/**', '**/node_modules/**', 'coverage/**', '**/*.cjs'] },
@@ -27,15 +37,22 @@ export default tseslint.config(
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'import-x/no-cycle': 'error',
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            { group: ['**/shared/src/**', '**/producer/src/**', '**/worker/src/**', '**/scheduler/src/**'], message: 'Import another package through its public API (@taskline/<name>), never its src/.' },
-            { group: ['@taskline/*/src/**', '@taskline/*/dist/**'], message: 'Import @taskline/<name> itself; its index.ts is the public API.' },
-          ],
-        },
-      ],
+      'no-restricted-imports': ['error', { patterns: PACKAGE_BOUNDARIES }],
+    },
+  },
+  {
+    // Inside @taskline/shared, a folder (connection/, job/, ops/, process/, settings/) uses another
+    // only through that folder's index.ts, which lists what it offers.
+    files: ['shared/src/*/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [...PACKAGE_BOUNDARIES, FOLDER_BOUNDARY] }],
+    },
+  },
+  {
+    // Functions a reader takes in at once; a longer one says why in an eslint-disable comment.
+    files: ['{shared,producer,worker,scheduler}/src/**/*.ts'],
+    rules: {
+      'max-lines-per-function': ['error', { max: 80, skipBlankLines: true, skipComments: true }],
     },
   },
   {

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { API_SETTINGS, API_TLS_SETTINGS, PRODUCER_SETTINGS } from '@taskline/producer/internal';
 import { SCHEDULER_BIN_SETTINGS, SCHEDULER_SETTINGS } from '@taskline/scheduler/internal';
-import { CONNECTION_SETTINGS, ENDPOINT_SETTINGS, PROCESS_SETTINGS, endpointTable, variablesOf, type Setting, type Table } from '@taskline/shared/internal';
+import { CONNECTION_SETTINGS, ENDPOINT_SETTINGS, endpointTable } from '@taskline/shared/connection';
+import { PROCESS_SETTINGS, variablesOf, type Setting, type Table } from '@taskline/shared/settings';
 import { WORKER_BIN_SETTINGS, WORKER_SETTINGS } from '@taskline/worker/internal';
 
 /**

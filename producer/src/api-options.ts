@@ -1,6 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { ConfigError, type Secret, isProduction, type Logger } from '@taskline/shared';
-import { assertQueueName, resolveSetting, resolveSettings } from '@taskline/shared/internal';
+import { assertQueueName } from '@taskline/shared/job';
+import { resolveSetting, resolveSettings } from '@taskline/shared/settings';
 import type { AnyProducer } from './producer.js';
 import { API_SETTINGS, API_TLS_SETTINGS } from './settings.js';
 

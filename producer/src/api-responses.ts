@@ -1,5 +1,5 @@
 import { ConnectionError, PoolExhaustedError, PoolQueueFullError, ResultTimeoutError, TasklineError, type JobResultRecord } from '@taskline/shared';
-import { SERVICE_LABEL } from '@taskline/shared/internal';
+import { SERVICE_LABEL } from '@taskline/shared/connection';
 import { JobNotFoundError, JobStateError, PayloadTooLargeError, ValidationError } from './errors.js';
 import { BodyError } from './http-body.js';
 

@@ -9,7 +9,7 @@ const CHECK_EVERY_MS = 1000;
 
 /**
  * The HTTPS API's certificate, key and client CA, kept current like the Redis connections' TLS
- * files (shared/src/tls-context.ts): when a file changes on disk, new connections get a context
+ * files (shared/src/connection/tls-context.ts): when a file changes on disk, new connections get a context
  * built from the new files, so certificates rotate without a restart. A half-written or
  * mismatched set is not loaded: the previous context stays, with a warning.
  */

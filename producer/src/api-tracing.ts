@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { inSpan, incomingContext, markSpanError, startSpan } from '@taskline/shared/internal';
+import { inSpan, incomingContext, markSpanError, startSpan } from '@taskline/shared/tracing';
 
 const TRACED: Record<string, string> = { jobs: '/api/v1/jobs', jobs_bulk: '/api/v1/jobs/bulk' };
 

@@ -1,8 +1,11 @@
 import yargs, { type Argv } from 'yargs';
 import { RedisConnection } from 'bullmq';
 import { ResultTimeoutError, createLogger, type Logger } from '@taskline/shared';
-import { addFlags, connectionOptionsFromFlags, healthCommand, optionsFromFlags, scriptsCommand, isJobId, withConnectionFlags, PROCESS_SETTINGS } from '@taskline/shared/internal';
-import { aborted, defaultExitCode, EXIT_USAGE, failUsage, packageVersion, startWithRetry, UsageError, type CliContext, type RunCliOptions } from '@taskline/shared/internal';
+import { addFlags, optionsFromFlags, PROCESS_SETTINGS } from '@taskline/shared/settings';
+import { connectionOptionsFromFlags, healthCommand, scriptsCommand, withConnectionFlags } from '@taskline/shared/ops';
+import { isJobId } from '@taskline/shared/job';
+import { aborted, defaultExitCode, EXIT_USAGE, failUsage, packageVersion, UsageError, type CliContext, type RunCliOptions } from '@taskline/shared/process';
+import { startWithRetry } from '@taskline/shared/ops';
 import { readApiToken } from './api-options.js';
 import { ValidationError } from './errors.js';
 import { startApiServer } from './http-api.js';
@@ -111,6 +114,7 @@ function inspectCommands(y: Argv<CommonArgs>, withProducer: WithProducer) {
     .demandCommand(1, 'Name an inspect subcommand: queues, counts, failed, retry, remove, pause or resume.');
 }
 
+// eslint-disable-next-line max-lines-per-function -- the command tree as yargs declares it, one short handler per command
 export function buildCli(args: string[], cli: CliContext, env: Env = process.env) {
   const { loggerFor, producerFrom, withProducer } = commandKit(env);
   return common(yargs(args))

@@ -1,4 +1,5 @@
-import { MESSAGING_SYSTEM, TRACE_ATTRIBUTES as A, carryTrace, isTracing, jobMeta, recordSpanFailure, startSpan, withJobMeta, type Span } from '@taskline/shared/internal';
+import { jobMeta, withJobMeta } from '@taskline/shared/job';
+import { MESSAGING_SYSTEM, TRACE_ATTRIBUTES as A, carryTrace, isTracing, recordSpanFailure, startSpan, type Span } from '@taskline/shared/tracing';
 import { EnqueueBulkError, type EnqueueResult, type PreparedJob } from './enqueue.js';
 
 /**

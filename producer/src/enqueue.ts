@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { JobsOptions, Queue } from 'bullmq';
 import { TasklineError, type JobId } from '@taskline/shared';
-import { assertTaskName, withJobMeta, type ResultBackend } from '@taskline/shared/internal';
+import { assertTaskName, withJobMeta, type ResultBackend } from '@taskline/shared/job';
 import type { Redis } from 'ioredis';
 import { ValidationError } from './errors.js';
 import { assertKnownTask } from './known-tasks.js';

@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { type HealthReport } from '@taskline/shared';
-import { isJobId } from '@taskline/shared/internal';
+import { isJobId } from '@taskline/shared/job';
 import { EnqueueBulkError, type BulkJob } from './enqueue.js';
 import { resolveApiServerOptions, type ApiServerOptions, type ResolvedApiServerOptions } from './api-options.js';
 import { HttpError, toHttpError, toPublicRecord } from './api-responses.js';

@@ -1,5 +1,5 @@
 import type { Job, Queue } from 'bullmq';
-import { jobMeta } from '@taskline/shared/internal';
+import { jobMeta } from '@taskline/shared/job';
 import type { BulkJob, EnqueueResult } from './enqueue.js';
 import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
 import { checkQueueName, type EnqueueOptions } from './options.js';

@@ -1,7 +1,7 @@
 import { Job, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { isTerminalState, type JobResultRecord, type JobState } from '@taskline/shared';
-import { toJobErrorInfo } from '@taskline/shared/internal';
+import { toJobErrorInfo } from '@taskline/shared/job';
 
 /** A job as the broker holds it, when it has no record yet (records are written from STARTED on). */
 export interface BrokerJob {

@@ -1,5 +1,5 @@
 import { isTerminalState, type JobResultRecord } from '@taskline/shared';
-import { type ResultBackend } from '@taskline/shared/internal';
+import { type ResultBackend } from '@taskline/shared/job';
 import { JobNotFoundError } from './errors.js';
 
 /** One change of a watched job; the last one (`final: true`) carries the final record. */

@@ -1,6 +1,7 @@
 import type { Registry } from 'prom-client';
 import { InvalidNameError, isQueueName, createSilentLogger, resolveRoutes, type Backoff, type RouteTable, type Routes, type ConnectionOptions, type ResolvedConnectionOptions, type Logger, type TasklineConnections } from '@taskline/shared';
-import { encodeBackoff, resolveBackoff, resolvePrefix, resolveResultExpiresSeconds, resolveSettings, type EncodedBackoff } from '@taskline/shared/internal';
+import { encodeBackoff, resolveBackoff, resolveResultExpiresSeconds, type EncodedBackoff } from '@taskline/shared/job';
+import { resolvePrefix, resolveSettings } from '@taskline/shared/settings';
 import { ValidationError } from './errors.js';
 import { PRODUCER_SETTINGS } from './settings.js';
 import { resolveKnownTasks, type KnownTasks, type ProducerTasks } from './known-tasks.js';

@@ -1,6 +1,6 @@
 import type { Counter, Histogram, Registry } from 'prom-client';
 import { ConnectionError, TasklineError } from '@taskline/shared';
-import { getOrCreateCounter, getOrCreateHistogram } from '@taskline/shared/internal';
+import { getOrCreateCounter, getOrCreateHistogram } from '@taskline/shared/process';
 import { PayloadTooLargeError, ValidationError } from './errors.js';
 
 /** Why an enqueue failed, as the `reason` label. */

@@ -1,5 +1,6 @@
 import { ConfigError, Secret, isQueueName } from '@taskline/shared';
-import { bool, custom, int, list, setting, text, NAME_RULES, type Table } from '@taskline/shared/internal';
+import { bool, custom, int, list, setting, text, type Table } from '@taskline/shared/settings';
+import { NAME_RULES } from '@taskline/shared/job';
 import { checkApiToken, readTokenFile } from './api-token.js';
 
 /**

@@ -1,25 +1,9 @@
 import yargs from 'yargs';
 import { RedisConnection } from 'bullmq';
 import { createConnections, createLogger, resolveRoutes } from '@taskline/shared';
-import {
-  aborted,
-  addFlags,
-  connectionOptionsFromFlags,
-  defaultExitCode,
-  EXIT_USAGE,
-  failUsage,
-  healthCommand,
-  resolvePrefix,
-  resolveSettings,
-  scriptsCommand,
-  startOpsServer,
-  startWithRetry,
-  packageVersion,
-  withConnectionFlags,
-  type CliContext,
-  type OpsServer,
-  type RunCliOptions,
-} from '@taskline/shared/internal';
+import { aborted, defaultExitCode, EXIT_USAGE, failUsage, packageVersion, type CliContext, type RunCliOptions } from '@taskline/shared/process';
+import { addFlags, resolvePrefix, resolveSettings } from '@taskline/shared/settings';
+import { connectionOptionsFromFlags, healthCommand, scriptsCommand, startOpsServer, startWithRetry, withConnectionFlags, type OpsServer } from '@taskline/shared/ops';
 import { describeSchedules, formatScheduleStatus } from './list.js';
 import { nextRuns, formatInZone } from './next-runs.js';
 import { loadScheduleFile, ScheduleFileError } from './schedule-file.js';

@@ -1,6 +1,6 @@
 import type { Registry } from 'prom-client';
 import { ConfigError, resolveRoutes, type ConnectionOptions, type Logger, type ResolvedConnectionOptions, type RouteTable, type Routes, type TasklineConnections } from '@taskline/shared';
-import { resolvePrefix, resolveSettings } from '@taskline/shared/internal';
+import { resolvePrefix, resolveSettings } from '@taskline/shared/settings';
 import { SCHEDULER_SETTINGS } from './settings.js';
 
 export interface SchedulerOptions {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { evalScript } from '@taskline/shared/internal';
+import { evalScript } from '@taskline/shared/connection';
 import { LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE, LEASE_RELEASE, LEASE_RENEW } from './lease-scripts.js';
 
 /**

@@ -1,4 +1,4 @@
-import { luaScript, type LuaScript } from '@taskline/shared/internal';
+import { luaScript, type LuaScript } from '@taskline/shared/connection';
 
 /**
  * The beat's leader lease as Lua, one compare-and-set each (leader-lease.ts drives them). The

@@ -1,5 +1,5 @@
 import type { Counter, Gauge, Registry } from 'prom-client';
-import { getOrCreateCounter, getOrCreateGauge } from '@taskline/shared/internal';
+import { getOrCreateCounter, getOrCreateGauge } from '@taskline/shared/process';
 
 /** The beat's metrics. Names are part of the public contract (alerts use them). */
 export class BeatMetrics {

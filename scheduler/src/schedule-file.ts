@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { CronExpressionParser } from 'cron-parser';
 import { DEFAULT_QUEUE, TasklineError, createRoutes, isQueueName, isTaskName, type Backoff, type Routes } from '@taskline/shared';
-import { NAME_RULES, encodeBackoff, resolveBackoff, type EncodedBackoff } from '@taskline/shared/internal';
+import { NAME_RULES, encodeBackoff, resolveBackoff, type EncodedBackoff } from '@taskline/shared/job';
 
 /**
  * The schedule file: which tasks the beat enqueues and when. JSON, either

@@ -1,5 +1,6 @@
 import type { JobSchedulerTemplateOptions } from 'bullmq';
-import { MESSAGING_SYSTEM, TRACE_ATTRIBUTES as A, carryTrace, inSpan, jobMeta, recordSpanFailure, startSpan, withJobMeta } from '@taskline/shared/internal';
+import { jobMeta, withJobMeta } from '@taskline/shared/job';
+import { MESSAGING_SYSTEM, TRACE_ATTRIBUTES as A, carryTrace, inSpan, recordSpanFailure, startSpan } from '@taskline/shared/tracing';
 import type { ScheduleEntry } from './schedule-file.js';
 
 /**

@@ -1,8 +1,8 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { TasklineError, createConnections, createSilentLogger, type LifecycleState, type Logger, type TasklineConnections } from '@taskline/shared';
-import { QueueRegistry } from '@taskline/shared/internal';
-import { closeInOrder, withTimeout } from '@taskline/shared/internal';
+import { QueueRegistry } from '@taskline/shared/job';
+import { closeInOrder, withTimeout } from '@taskline/shared/process';
 import { resolveSchedulerOptions, type ResolvedSchedulerOptions, type SchedulerOptions } from './config.js';
 import { FileWatcher } from './file-watcher.js';
 import { LeaderLease } from './leader-lease.js';

@@ -1,4 +1,4 @@
-import { int, metricsPortSetting, setting, text, type Table } from '@taskline/shared/internal';
+import { int, metricsPortSetting, setting, text, type Table } from '@taskline/shared/settings';
 
 /**
  * The beat's settings, as data: `resolveSchedulerOptions` resolves them (options, then the

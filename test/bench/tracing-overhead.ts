@@ -9,7 +9,7 @@ import type { Job } from 'bullmq';
 import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, SimpleSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { activeTraceIds } from '../../shared/dist/trace-ids.js';
+import { activeTraceIds } from '../../shared/dist/process/trace-ids.js';
 import { endEnqueueSpans, startEnqueueSpans } from '../../producer/dist/enqueue-tracing.js';
 import type { PreparedJob } from '../../producer/dist/enqueue.js';
 import { traceJobs } from '../../worker/dist/job-tracing.js';

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import { ALLOWED_VARIABLES, KNOWN_VARIABLES } from '@taskline/shared/internal';
+import { ALLOWED_VARIABLES, KNOWN_VARIABLES } from '@taskline/shared/settings';
 import { DOC_PATH, KNOWN_PATH, knownVariables, renderConfigurationDoc, renderKnownVariables } from '../../scripts/config-doc.js';
 import { ROOT } from './ops-helpers.js';
 

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Queue } from 'bullmq';
 import { ConnectionError, ResultTimeoutError, createConnections, resolveConnectionOptions } from '@taskline/shared';
-import { ResultBackend } from '@taskline/shared/internal';
+import { ResultBackend } from '@taskline/shared/job';
 import { JobNotFoundError, PayloadTooLargeError, ValidationError } from '@taskline/producer';
 import { createWorker } from '@taskline/worker';
 import tasks from '../../worker/examples/tasks.js';

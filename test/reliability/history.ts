@@ -14,7 +14,7 @@ import { request as httpRequest } from 'node:http';
 import { Queue } from 'bullmq';
 import type { BulkJob, BulkJobOutcome, EnqueueResult, Producer } from '@taskline/producer';
 import { createConnections, resolveConnectionOptions, type JobResultRecord, type JobState, type TasklineConnections } from '@taskline/shared';
-import { ResultBackend } from '@taskline/shared/internal';
+import { ResultBackend } from '@taskline/shared/job';
 import { expect } from 'chai';
 import { readRuns, type HandlerRun } from './exec-log.js';
 

@@ -5,7 +5,7 @@ import { copyFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import { ConfigError, Secret } from '@taskline/shared';
-import { BASE_FIELDS } from '@taskline/shared/internal';
+import { BASE_FIELDS } from '@taskline/shared/job';
 import { startApiServer, type ApiServer, type ApiServerOptions } from '@taskline/producer';
 import { resolveApiServerOptions } from '@taskline/producer/internal';
 import { createWorker, defineTasks, type TasklineWorker } from '@taskline/worker';

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { ConfigError, createConnections, resolveConnectionOptions, type ConnectionOptions } from '@taskline/shared';
-import { checkCipherList } from '@taskline/shared/internal';
+import { checkCipherList } from '@taskline/shared/connection';
 import { makeCertBundle, runningRedisCount, startRedis, type CertBundle, type RunningRedis } from '../harness/index.js';
 
 const WORKER_BIN = fileURLToPath(new URL('../../worker/bin/taskline-worker.js', import.meta.url));

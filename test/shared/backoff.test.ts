@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { ConfigError } from '@taskline/shared';
-import { DEFAULT_BACKOFF, TASKLINE_BACKOFF_TYPE, encodeBackoff, encodedBackoffDelay, resolveBackoff } from '@taskline/shared/internal';
+import { DEFAULT_BACKOFF, TASKLINE_BACKOFF_TYPE, encodeBackoff, encodedBackoffDelay, resolveBackoff } from '@taskline/shared/job';
 import { ValidationError } from '@taskline/producer';
 import { resolveEnqueueOptions, resolveProducerOptions } from '@taskline/producer/internal';
 import { defineTasks } from '@taskline/worker';

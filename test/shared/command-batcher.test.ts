@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { CommandBatcher } from '@taskline/shared/internal';
+import { CommandBatcher } from '@taskline/shared/job';
 
 const tick = (): Promise<void> => new Promise(resolve => setImmediate(resolve));
 

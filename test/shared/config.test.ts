@@ -1,7 +1,8 @@
 import { inspect } from 'node:util';
 import { expect } from 'chai';
 import { ConfigError, DEFAULT_TLS_CIPHERS, resolveConnectionOptions } from '@taskline/shared';
-import { backoffDelay, toConnectionError } from '@taskline/shared/internal';
+import { backoffDelay } from '@taskline/shared/process';
+import { toConnectionError } from '@taskline/shared/connection';
 import { getSharedCertBundle, type CertBundle } from '../harness/index.js';
 
 describe('resolveConnectionOptions (pure)', function () {

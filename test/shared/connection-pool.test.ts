@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { ClosedError, PoolExhaustedError, PoolQueueFullError, createMetricsRegistry } from '@taskline/shared';
-import { ConnectionMetrics } from '@taskline/shared/internal';
-import { ConnectionSlots } from '@taskline/shared/internal';
+import { ConnectionMetrics } from '@taskline/shared/process';
+import { ConnectionSlots } from '@taskline/shared/connection';
 
 function slots(limits: Partial<{ max: number; acquireTimeoutMs: number; maxWaiting: number }> = {}) {
   const registry = createMetricsRegistry({ defaultMetrics: false });

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { ResultWriteError, createConnections, resolveConnectionOptions, type TasklineConnections } from '@taskline/shared';
-import { ResultBackend, type RecordBase, type TransitionOp } from '@taskline/shared/internal';
+import { ResultBackend, type RecordBase, type TransitionOp } from '@taskline/shared/job';
 import { runningRedisCount, startRedis, type RunningRedis } from '../harness/index.js';
 import { envFor, failure } from './helpers.js';
 

@@ -2,7 +2,7 @@
 // preamble runs against Redis in job-state-machine.test.ts).
 import { expect } from 'chai';
 import { TERMINAL_STATES, isTerminalState } from '@taskline/shared';
-import { JOB_STATES, LUA_JOB_STATES, canTransition, isJobState } from '@taskline/shared/internal';
+import { JOB_STATES, LUA_JOB_STATES, canTransition, isJobState } from '@taskline/shared/job';
 
 describe('shared: the job states (pure)', function () {
   it('declares the six Celery states; the final ones are SUCCESS, FAILURE and REVOKED', function () {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { TimeoutError, createSilentLogger } from '@taskline/shared';
-import { closeInOrder, withTimeout, type CloseContext } from '@taskline/shared/internal';
+import { closeInOrder, withTimeout, type CloseContext } from '@taskline/shared/process';
 
 const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(resolve, ms));
 const never = (): Promise<never> => new Promise<never>(() => undefined);
@@ -118,7 +118,7 @@ describe('lifecycle kit (no Redis)', function () {
 
     // A bin of a few lines. Signal handlers hold no handle: a bin that waits for one keeps a timer.
     function bin(body: string): string {
-      const internal = fileURLToPath(new URL('../../shared/dist/internal.js', import.meta.url));
+      const internal = fileURLToPath(new URL('../../shared/dist/process/index.js', import.meta.url));
       const file = join(dir, `bin-${Math.random().toString(36).slice(2)}.mjs`);
       writeFileSync(file, `import { runCli, aborted } from ${JSON.stringify(internal)};\n${body}\n`);
       return file;

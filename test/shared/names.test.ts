@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { ConfigError, InvalidNameError, TasklineError, isQueueName } from '@taskline/shared';
-import { NAME_RULES, assertQueueName, assertTaskName, isJobId, resolvePrefix } from '@taskline/shared/internal';
+import { NAME_RULES, assertQueueName, assertTaskName, isJobId } from '@taskline/shared/job';
+import { resolvePrefix } from '@taskline/shared/settings';
 import { NotLeaderError, parseScheduleFile, type ScheduleFileError } from '@taskline/scheduler';
 
 describe('name rules and coded errors (no Redis)', function () {

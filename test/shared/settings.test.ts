@@ -6,22 +6,8 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, createLogger, resolveConnectionOptions } from '@taskline/shared';
-import {
-  bool,
-  CONNECTION_SETTINGS,
-  editDistance,
-  findUnknownVariables,
-  int,
-  list,
-  oneOf,
-  optionsFromFlags,
-  resolveSetting,
-  resolveSettings,
-  secondsAsMs,
-  setting,
-  text,
-  warnUnknownVariables,
-} from '@taskline/shared/internal';
+import { bool, editDistance, findUnknownVariables, int, list, oneOf, optionsFromFlags, resolveSetting, resolveSettings, secondsAsMs, setting, text, warnUnknownVariables } from '@taskline/shared/settings';
+import { CONNECTION_SETTINGS } from '@taskline/shared/connection';
 import { resolveWorkerOptions } from '@taskline/worker/internal';
 import { defineTasks } from '@taskline/worker';
 

@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import { AuthError, ConfigError, ConnectionError, TlsError, createLogger, resolveConnectionOptions } from '@taskline/shared';
-import { canStartLater, startWithRetry, StartTimeoutError } from '@taskline/shared/internal';
+import { canStartLater, startWithRetry, StartTimeoutError } from '@taskline/shared/ops';
 
 // The start contract as a pure unit (no Redis): which causes are waited for, for how long, and
 // what is logged. The bins are tested end to end in test/ops/start-errors.test.ts.

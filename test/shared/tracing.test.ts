@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { ROOT_CONTEXT, TraceFlags, createTraceState, trace } from '@opentelemetry/api';
-import { carryTrace, consumerParent, jobMeta, withJobMeta } from '@taskline/shared/internal';
+import { jobMeta, withJobMeta } from '@taskline/shared/job';
+import { carryTrace, consumerParent } from '@taskline/shared/tracing';
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SPAN_ID = '00f067aa0ba902b7';

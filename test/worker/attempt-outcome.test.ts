@@ -1,7 +1,7 @@
 // The runner's outcome decision, row by row: what a delivery wrote × what the result backend
 // answered → what the runner does, what it counts, and whether a write was refused. Pure: no Redis.
 import { expect } from 'chai';
-import type { TransitionAnswer } from '@taskline/shared/internal';
+import type { TransitionAnswer } from '@taskline/shared/job';
 import { decideOutcome, type NextStep, type OutcomeDecision, type WrittenState } from '@taskline/worker/internal';
 
 type Row = [WrittenState, TransitionAnswer, NextStep, OutcomeDecision['count'], OutcomeDecision['refused']];

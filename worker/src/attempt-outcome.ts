@@ -1,4 +1,4 @@
-import type { TransitionAnswer, TransitionOp } from '@taskline/shared/internal';
+import type { TransitionAnswer, TransitionOp } from '@taskline/shared/job';
 
 /** What a delivery wrote: STARTED before its handler runs, then the handler's outcome. */
 export type WrittenState = TransitionOp['state'];

@@ -1,7 +1,7 @@
 import type { BackoffStrategy, MinimalJob } from 'bullmq';
-import { encodedBackoffDelay, type EncodedBackoff } from '@taskline/shared/internal';
+import { encodedBackoffDelay, type EncodedBackoff } from '@taskline/shared/job';
 
-export { encodeBackoff, TASKLINE_BACKOFF_TYPE } from '@taskline/shared/internal';
+export { encodeBackoff, TASKLINE_BACKOFF_TYPE } from '@taskline/shared/job';
 
 /**
  * BullMQ `settings.backoffStrategy`: called for any backoff type BullMQ does not know, i.e. the

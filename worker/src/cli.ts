@@ -1,22 +1,9 @@
 import yargs from 'yargs';
 import { RedisConnection } from 'bullmq';
 import { createLogger, createMetricsRegistry } from '@taskline/shared';
-import {
-  addFlags,
-  connectionOptionsFromFlags,
-  failUsage,
-  healthCommand,
-  optionsFromFlags,
-  resolveSettings,
-  scriptsCommand,
-  startOpsServer,
-  startWithRetry,
-  packageVersion,
-  withConnectionFlags,
-  type CliContext,
-  type OpsServer,
-  type RunCliOptions,
-} from '@taskline/shared/internal';
+import { addFlags, optionsFromFlags, resolveSettings } from '@taskline/shared/settings';
+import { connectionOptionsFromFlags, healthCommand, scriptsCommand, startOpsServer, startWithRetry, withConnectionFlags, type OpsServer } from '@taskline/shared/ops';
+import { failUsage, packageVersion, type CliContext, type RunCliOptions } from '@taskline/shared/process';
 import { WORKER_BIN_SETTINGS, WORKER_SETTINGS } from './settings.js';
 import { loadTaskModule } from './task-module.js';
 import { createWorker, type CloseOutcome, type TasklineWorker } from './worker.js';

@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import { type Logger } from '@taskline/shared';
-import { canTransition, toJobErrorInfo, type RecordBase, type RedisService, type ResultBackend } from '@taskline/shared/internal';
+import { canTransition, toJobErrorInfo, type RecordBase, type ResultBackend } from '@taskline/shared/job';
+import { type RedisService } from '@taskline/shared/connection';
 import { WorkerLostError } from './errors.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 

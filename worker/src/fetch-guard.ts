@@ -1,6 +1,6 @@
 import type { Worker } from 'bullmq';
 import { TasklineError } from '@taskline/shared';
-import { backoffDelay, sleep } from '@taskline/shared/internal';
+import { backoffDelay, sleep } from '@taskline/shared/process';
 
 /** Backoff between fetches the broker refuses: 200 ms doubling to 5 s (with jitter). */
 const FETCH_BACKOFF = { baseMs: 200, capMs: 5000 };

@@ -4,7 +4,7 @@
  * `@taskline/worker/internal`.
  */
 export { defineTasks, isTaskSet } from './tasks.js';
-export { DEFAULT_BACKOFF } from '@taskline/shared/internal';
+export { DEFAULT_BACKOFF } from '@taskline/shared/job';
 export type { IsolationKind, TaskBackoff, TaskContext, TaskDefinition, TaskHandler, TaskRateLimit, TaskSet, TaskMapOfDefinitions } from './tasks.js';
 export type { StandardSchemaV1, TaskMap, TaskMapOf } from '@taskline/shared';
 export { createWorker, TasklineWorker } from './worker.js';

@@ -1,6 +1,8 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { type JobErrorInfo, type Logger, type Routes } from '@taskline/shared';
-import { checkSchema, describeSchemaProblem, isFinalAnswer, jobMeta, scrubSecrets, toJobErrorInfo, type RecordBase, type RedisService, type ResultBackend, type TransitionAnswer, type TransitionOp } from '@taskline/shared/internal';
+import { checkSchema, describeSchemaProblem, isFinalAnswer, jobMeta, toJobErrorInfo, type RecordBase, type ResultBackend, type TransitionAnswer, type TransitionOp } from '@taskline/shared/job';
+import { scrubSecrets } from '@taskline/shared/process';
+import { type RedisService } from '@taskline/shared/connection';
 import type { Counter, Histogram } from 'prom-client';
 import { encodeBackoff } from './backoff.js';
 import { InvalidJobDataError, JobRevokedError, StaleDeliveryError, TimeLimitError, UnknownTaskError, WorkerShutdownError } from './errors.js';

@@ -1,5 +1,6 @@
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import { MESSAGING_SYSTEM, TRACE_ATTRIBUTES as A, consumerParent, inSpan, isTracing, jobMeta, recordSpanFailure, startSpan } from '@taskline/shared/internal';
+import { jobMeta } from '@taskline/shared/job';
+import { MESSAGING_SYSTEM, TRACE_ATTRIBUTES as A, consumerParent, inSpan, isTracing, recordSpanFailure, startSpan } from '@taskline/shared/tracing';
 
 type Processor = (job: Job, token?: string) => Promise<null>;
 

@@ -1,6 +1,7 @@
 import type { Registry } from 'prom-client';
 import { ConfigError, InvalidNameError, isQueueName, createSilentLogger, DEFAULT_QUEUE, resolveRoutes, type ConnectionOptions, type Logger, type RouteTable, type Routes } from '@taskline/shared';
-import { resolvePrefix, resolveResultExpiresSeconds, resolveSettings } from '@taskline/shared/internal';
+import { resolvePrefix, resolveSettings } from '@taskline/shared/settings';
+import { resolveResultExpiresSeconds } from '@taskline/shared/job';
 import { availableParallelism } from 'node:os';
 import { WORKER_SETTINGS } from './settings.js';
 import { isTaskSet, type IsolationKind, type ResolvedTask, type TaskSet } from './tasks.js';

@@ -1,4 +1,4 @@
-import type { ResultBackend, TransitionAnswer, TransitionOp } from '@taskline/shared/internal';
+import type { ResultBackend, TransitionAnswer, TransitionOp } from '@taskline/shared/job';
 
 /**
  * A job's STARTED write, held back for `delayMs` so that a job finishing within that window

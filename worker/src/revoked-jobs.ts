@@ -1,5 +1,5 @@
 import type { Logger } from '@taskline/shared';
-import type { ResultBackend } from '@taskline/shared/internal';
+import type { ResultBackend } from '@taskline/shared/job';
 
 /** Beyond this many live revokes the oldest are forgotten here (the record's check still holds). */
 const MAX_REMEMBERED = 200_000;

@@ -1,4 +1,4 @@
-import { int, list, metricsPortSetting, oneOf, setting, type Table } from '@taskline/shared/internal';
+import { int, list, metricsPortSetting, oneOf, setting, type Table } from '@taskline/shared/settings';
 
 /**
  * The worker's settings, as data: `resolveWorkerOptions` resolves them (options, then the

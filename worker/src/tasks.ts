@@ -1,6 +1,6 @@
 import { ConfigError, InvalidNameError, isQueueName, isTaskName, type Backoff, type Logger, type StandardSchemaV1, type TypedTaskSet } from '@taskline/shared';
 import type { TaskMap } from '@taskline/shared';
-import { DEFAULT_BACKOFF, isStandardSchema, resolveBackoff, type ResolvedBackoff } from '@taskline/shared/internal';
+import { DEFAULT_BACKOFF, isStandardSchema, resolveBackoff, type ResolvedBackoff } from '@taskline/shared/job';
 
 /** Where an isolated handler runs: a child process (Celery's prefork) or a worker thread. */
 export type IsolationKind = 'process' | 'thread';

@@ -1,5 +1,5 @@
 import { Gauge, type Counter, type Histogram, type Registry } from 'prom-client';
-import { getOrCreateCounter, getOrCreateGauge, getOrCreateHistogram } from '@taskline/shared/internal';
+import { getOrCreateCounter, getOrCreateGauge, getOrCreateHistogram } from '@taskline/shared/process';
 
 /** What a finished attempt counts as in `taskline_jobs_total`. */
 export type JobOutcome = 'success' | 'failure' | 'retry' | 'revoked';

@@ -1,4 +1,4 @@
-import type { Logger } from '../logger.js';
+import type { Logger } from '../process/index.js';
 import { KNOWN_VARIABLES } from './known-variables.js';
 
 type Env = Record<string, string | undefined>;

@@ -1,4 +1,4 @@
-import { toJobErrorInfo } from '@taskline/shared/internal';
+import { toJobErrorInfo } from '@taskline/shared/job';
 
 /** Messages between a worker and the child process or thread that runs its isolated handlers. */
 
