@@ -25,6 +25,8 @@ interface StartArgs {
   concurrency?: number | undefined;
   isolation?: string | undefined;
   'metrics-port'?: number | undefined;
+  'celery-queues'?: string | undefined;
+  'celery-fallback-queue'?: string | undefined;
   'redis-url'?: string | undefined;
   'result-redis-url'?: string | undefined;
 }
@@ -35,6 +37,7 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
   const metricsPort = resolveMetricsPort(argv['metrics-port'], env, DEFAULT_METRICS_PORT);
   const tasks = await loadTaskModule(argv.tasks);
   const queues = argv.queues?.split(',').map(q => q.trim()).filter(Boolean);
+  const celeryQueues = argv['celery-queues']?.split(',').map(q => q.trim()).filter(Boolean);
   // One registry and one ops server for the process, up before the worker: while it cannot
   // start, /healthz answers and /readyz says why.
   const registry = createMetricsRegistry();
@@ -67,6 +70,8 @@ async function start(argv: StartArgs, cli: CliContext, env: Record<string, strin
           ...(queues ? { queues } : {}),
           ...(argv.concurrency === undefined ? {} : { concurrency: argv.concurrency }),
           ...(argv.isolation === undefined ? {} : { isolation: argv.isolation as 'none' | 'process' | 'thread' }),
+          ...(celeryQueues ? { celeryQueues } : {}),
+          ...(argv['celery-fallback-queue'] === undefined ? {} : { celeryFallbackQueue: argv['celery-fallback-queue'] }),
         }),
       start: candidate => candidate.start(),
       discard: candidate => candidate.close({ force: true }),
@@ -112,6 +117,8 @@ export async function main(argv: string[], cli: CliContext, env: Record<string, 
           .option('queues', { type: 'string', describe: 'Comma-separated queues to consume (default: every queue the tasks name)' })
           .option('concurrency', { type: 'number', describe: 'Jobs at once per queue (default TASKLINE_CONCURRENCY or 10)' })
           .option('isolation', { type: 'string', choices: ['none', 'process', 'thread'], describe: 'Run every handler in a pool of child processes or worker threads (default TASKLINE_ISOLATION or none: only tasks marked isolated)' })
+          .option('celery-queues', { type: 'string', describe: 'Comma-separated Celery queues to also consume Celery messages from (default TASKLINE_CELERY_QUEUES or none)' })
+          .option('celery-fallback-queue', { type: 'string', describe: 'Celery queue for Celery tasks this worker does not define (default TASKLINE_CELERY_FALLBACK_QUEUE or celery)' })
           .option('metrics-port', { type: 'number', describe: `Port of /metrics, /healthz, /readyz (default TASKLINE_METRICS_PORT or ${DEFAULT_METRICS_PORT}; 0 picks a free one)` }) as never,
       async args => {
         exitCode = await start(args, cli, env);

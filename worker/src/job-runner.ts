@@ -35,6 +35,18 @@ export interface JobRunnerDeps {
   isolationOf(task: ResolvedTask): IsolationKind | null;
   pool(kind: IsolationKind): HandlerPool;
   killGraceMs: number;
+  /** Per-job hooks of a bridge that feeds these queues (the Celery intake); none by default. */
+  bridge?: JobBridge | null;
+}
+
+/**
+ * What a bridge may change per job, decided from the job itself: a gate before the handler (it
+ * may revoke the job, and add it to `revoked`, so STARTED is written first and answers REVOKED),
+ * and the result backend the job's transitions go through (to write them elsewhere too).
+ */
+export interface JobBridge {
+  beforeStart(job: Job): Promise<void> | null;
+  resultsFor(job: Job): ResultBackend | null;
 }
 
 type Intended = 'SUCCESS' | 'RETRY' | 'FAILURE';
@@ -108,8 +120,9 @@ export function createJobProcessor(deps: JobRunnerDeps) {
       worker: deps.workerId,
       ...(meta.retryOf ? { retryOf: meta.retryOf } : {}),
     };
+    const results = deps.bridge?.resultsFor(job) ?? deps.results;
     const write = (kind: TransitionOp['kind'], state: TransitionOp['state'], extra: Pick<TransitionOp, 'outcome' | 'outcomeJson' | 'progress'> = {}) =>
-      deps.results.transition({ kind, id: jobId, delivery, state, base: { ...base }, ...extra });
+      results.transition({ kind, id: jobId, delivery, state, base: { ...base }, ...extra });
 
     if (!task) {
       const error = new UnknownTaskError(job.name, queue, known);
@@ -150,8 +163,10 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     const redelivery = job.attemptsStarted > job.attemptsMade + 1 || job.stalledCounter > 0;
     if (redelivery) base.redelivered = job.stalledCounter > 0;
     const startOp: TransitionOp = { kind: 'write', id: jobId, delivery, state: 'STARTED', base: { ...base } };
+    const gate = deps.bridge?.beforeStart(job);
+    if (gate) await gate;
     if (deps.revoked.has(jobId) || redelivery) {
-      const answer = await deps.results.transition(startOp);
+      const answer = await results.transition(startOp);
       if (answer !== 'OK' && answer !== 'REDELIVERED') return agree(answer, 'SUCCESS', job, task.name, null, logger);
       if (answer === 'REDELIVERED') base.redelivered = true;
     }
@@ -161,7 +176,7 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     const start =
       deps.revoked.has(jobId) || redelivery
         ? null
-        : new PendingStart(deps.results, startOp, deps.startedDelayMs, {
+        : new PendingStart(results, startOp, deps.startedDelayMs, {
             onAnswer: answer => {
               if (answer === 'REVOKED') controller.abort(new JobRevokedError(jobId));
               else if (answer === 'STALE' || isFinalAnswer(answer)) controller.abort(new StaleDeliveryError(jobId, delivery));

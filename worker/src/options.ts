@@ -74,6 +74,16 @@ export interface WorkerOptions {
   killGraceMs?: number;
   /** The module isolated runners load the tasks from, when `tasks` did not come from `loadTaskModule` (`--tasks`). */
   tasksModule?: string;
+  /**
+   * Celery queues (kombu Redis lists on the broker) to also consume Celery protocol-2 messages
+   * from, as taskline jobs (docs/MIGRATION-FROM-CELERY.md). @defaultValue `TASKLINE_CELERY_QUEUES` (comma-separated) or none
+   */
+  celeryQueues?: string[];
+  /**
+   * The Celery queue a Celery message for a task this worker does not define goes back to,
+   * unchanged, for Celery workers to run; never one of `celeryQueues`. @defaultValue `TASKLINE_CELERY_FALLBACK_QUEUE` or `celery`
+   */
+  celeryFallbackQueue?: string;
   /** Environment read for the defaults above. @defaultValue `process.env` */
   env?: Env;
 }
@@ -102,6 +112,8 @@ export interface ResolvedWorkerOptions {
   isolatedPoolSize: number;
   killGraceMs: number;
   tasksModule: string | null;
+  celeryQueues: string[];
+  celeryFallbackQueue: string;
   env: Env;
 }
 
@@ -170,6 +182,23 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     isolatedPoolSize: option('isolatedPoolSize', 'TASKLINE_ISOLATED_POOL_SIZE', options.isolatedPoolSize, env, { min: 1, max: 1024 }, Math.max(1, Math.min(concurrency, availableParallelism()))),
     killGraceMs: option('killGraceMs', 'TASKLINE_KILL_GRACE_MS', options.killGraceMs, env, { min: 0, max: 600_000 }, 5000),
     tasksModule,
+    ...resolveCeleryQueues(options, env),
     env,
   };
+}
+
+function resolveCeleryQueues(options: WorkerOptions, env: Env): { celeryQueues: string[]; celeryFallbackQueue: string } {
+  const celeryQueues = [...new Set(options.celeryQueues ?? (env['TASKLINE_CELERY_QUEUES'] ?? '').split(',').map(q => q.trim()).filter(Boolean))];
+  const celeryFallbackQueue = options.celeryFallbackQueue ?? env['TASKLINE_CELERY_FALLBACK_QUEUE'] ?? 'celery';
+  for (const queue of [...celeryQueues, celeryFallbackQueue]) {
+    if (!isQueueName(queue)) throw new ConfigError('WORKER_BAD_CELERY_QUEUE', 'celeryQueues', new InvalidNameError('queue', queue).message);
+  }
+  if (celeryQueues.includes(celeryFallbackQueue)) {
+    throw new ConfigError(
+      'WORKER_CELERY_FALLBACK_CONSUMED',
+      'celeryFallbackQueue',
+      `The Celery fallback queue "${celeryFallbackQueue}" is also a queue this worker consumes, so unknown tasks would come straight back; set TASKLINE_CELERY_FALLBACK_QUEUE / --celery-fallback-queue to a queue only Celery workers consume.`,
+    );
+  }
+  return { celeryQueues, celeryFallbackQueue };
 }

@@ -16,6 +16,7 @@ import { TaskRateLimiter } from './rate-limiter.js';
 import { FetchGuard } from './fetch-guard.js';
 import { RateLimitedLog, refusesWrites } from './write-refusal.js';
 import { cachedDepthSource, WorkerMetrics, type QueueCounts } from './worker-metrics.js';
+import { createCeleryBridge, type CeleryBridge } from './celery/celery-bridge.js';
 
 /** `idle` → `starting` → `ready` → `draining` (in-flight jobs finish) → `closing` → `closed`. */
 export type WorkerState = Extract<LifecycleState, 'idle' | 'starting' | 'ready' | 'draining' | 'closing' | 'closed'>;
@@ -54,6 +55,7 @@ export class TasklineWorker {
   #forceRequested = false;
   readonly #errors: RateLimitedLog;
   readonly #pools = new Map<IsolationKind, HandlerPool>();
+  #celery: CeleryBridge | null = null;
   #force: () => void = () => {
     this.#forceRequested = true;
   };
@@ -125,6 +127,9 @@ export class TasklineWorker {
     await Promise.all([...kinds].map(kind => this.#pool(kind).warm()));
     const rateLimiter = new TaskRateLimiter(o.prefix);
     const workerId = `${hostname()}:${process.pid}`;
+    if (o.celeryQueues.length > 0) {
+      this.#celery = createCeleryBridge({ options: o, connections: this.connections, results, revoked, registry: this.registry, queue: name => this.#queue(name) });
+    }
     for (const queue of o.queues) {
       if (this.#closePromise) return;
       const connection = await this.connections.broker.bullmqConnection(1);
@@ -146,6 +151,7 @@ export class TasklineWorker {
         isolationOf: o.isolationOf,
         pool: kind => this.#pool(kind),
         killGraceMs: o.killGraceMs,
+        bridge: this.#celery?.bridge ?? null,
       });
       const worker = new Worker(queue, processor, {
         connection,
@@ -185,6 +191,12 @@ export class TasklineWorker {
     });
     sweeper.start();
     this.#cleanups.unshift(() => sweeper.stop());
+    if (this.#celery) {
+      const intake = this.#celery.intake;
+      await intake.start();
+      this.#cleanups.unshift(() => intake.close());
+      o.logger.info('Consuming Celery queues', { celeryQueues: o.celeryQueues, fallbackQueue: o.celeryFallbackQueue });
+    }
     if (this.#closePromise) return;
     this.#state = 'ready';
     this.#metrics.ready.set(1);
@@ -252,13 +264,15 @@ export class TasklineWorker {
     );
     const refusing = full.filter((s): s is 'broker' | 'backend' => s !== null);
     const refusedFetches = [...this.#fetchGuards].flatMap(([queue, guard]) => (guard.failing ? [`queue "${queue}": the broker refuses to hand out jobs: ${guard.failing.message}`] : []));
-    const ok = this.#state === 'ready' && health.ok && consuming && refusing.length === 0 && refusedFetches.length === 0;
+    const ok = this.#state === 'ready' && health.ok && consuming && refusing.length === 0 && refusedFetches.length === 0 && !this.#celery?.intake.failing;
     this.#metrics.ready.set(ok ? 1 : 0);
     const failing = [health.broker, health.backend].filter(h => !h.ok).map(h => `${h.label}: ${h.error ?? 'unreachable'}`);
     for (const service of refusing) {
       failing.push(`${service === 'broker' ? 'broker' : 'result backend'}: out of memory (used memory over maxmemory), refusing writes; raise maxmemory or drain it`);
     }
     failing.push(...refusedFetches);
+    const intakeFailing = this.#celery?.intake.failing;
+    if (intakeFailing) failing.push(intakeFailing);
     return { ok, state: this.#state, broker: health.broker.ok, backend: health.backend.ok, queues, ...(refusing.length ? { refusingWrites: refusing } : {}), ...(failing.length ? { errors: failing } : {}) };
   }
 
