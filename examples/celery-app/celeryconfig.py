@@ -26,6 +26,8 @@ timezone = 'UTC'
 # (`taskline-worker start --celery-queues taskline`). Remove the line to roll back.
 task_routes = {
     'tasks.add': {'queue': 'taskline'},
+    'tasks.where': {'queue': 'taskline'},
 }
-if os.environ.get('CELERY_ROUTE_ADD') == 'celery':  # the rollback, as the tests do it
-    task_routes = {}
+# The rollback, as the tests do it: CELERY_ROLLBACK=tasks.where drops that task's line.
+for _name in filter(None, os.environ.get('CELERY_ROLLBACK', '').split(',')):
+    task_routes.pop(_name, None)

@@ -78,14 +78,16 @@ def main(cmd, *argv):
         res = chain(tasks.add.s(1, 2), tasks.add.s(10), tasks.add.s(100))()
         out({'result': res.get(timeout=15)})
     elif cmd == 'link':
-        res = tasks.add.apply_async((2, 2), link=tasks.add.s(1000))
+        callback = tasks.add.s(1000).set(task_id=f'link-{time.time()}')
+        res = tasks.add.apply_async((2, 2), link=callback)
         first = res.get(timeout=10)
-        out({'first': first})
+        out({'first': first, 'callback': AsyncResult(callback.id, app=app).get(timeout=10)})
     elif cmd == 'chord':
         from celery import chord
         res = chord([tasks.add.s(1, 1)], tasks.add.s(1))()
+        header = res.parent.results[0] if res.parent is not None and hasattr(res.parent, 'results') else res
         try:
-            res.get(timeout=10)
+            header.get(timeout=10)
             out({'raised': None})
         except Exception as exc:  # noqa: BLE001
             out({'raised': type(exc).__name__, 'message': str(exc)})

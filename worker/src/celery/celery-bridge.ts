@@ -46,6 +46,8 @@ export function createCeleryBridge(deps: {
     queue: deps.queue,
     registry: deps.registry,
     logger: o.logger,
+    // A consumer silent for as long as a job's lock lasts is dead, as a worker holding a job would be.
+    deadAfterMs: o.lockDurationMs,
   });
   return { bridge, intake };
 }

@@ -26,8 +26,16 @@ export interface CeleryJobInfo {
   rootId: string | null;
   group: string | null;
   /** What Celery sends after a success (`link` callbacks, the rest of a `chain`); `null` when nothing. */
-  next: { callbacks: CelerySignature[]; chain: CelerySignature[] } | null;
+  next: CeleryNext | null;
 }
+
+export interface CeleryNext {
+  callbacks: CelerySignature[];
+  chain: CelerySignature[];
+}
+
+/** Stored as JSON text: BullMQ's Lua (cjson) would turn an empty list into an object. */
+type StoredInfo = Omit<CeleryJobInfo, 'next'> & { next: string | null };
 
 export const CELERY_OPTS_KEY = 'celery';
 
@@ -54,7 +62,7 @@ export function celeryJob(message: CeleryTaskMessage, sourceQueue: string, task:
   // The soft limit aborts ctx.signal; a hard limit alone becomes the soft one (a handler in the
   // event loop can only be asked to stop). A per-job limit can only lower the task's own.
   const timeoutMs = message.softLimitMs ?? message.hardLimitMs ?? undefined;
-  const info: CeleryJobInfo = {
+  const info: StoredInfo = {
     taskId: message.id,
     queue: sourceQueue,
     ignoreResult: message.ignoreResult,
@@ -62,7 +70,7 @@ export function celeryJob(message: CeleryTaskMessage, sourceQueue: string, task:
     parentId: message.parentId,
     rootId: message.rootId,
     group: message.group,
-    next: message.embed.callbacks.length > 0 || message.embed.chain.length > 0 ? { callbacks: message.embed.callbacks, chain: message.embed.chain } : null,
+    next: message.embed.callbacks.length > 0 || message.embed.chain.length > 0 ? JSON.stringify({ callbacks: message.embed.callbacks, chain: message.embed.chain }) : null,
   };
   const opts = withJobMeta(
     {
@@ -83,7 +91,7 @@ export function celeryJob(message: CeleryTaskMessage, sourceQueue: string, task:
 export function celeryInfoOf(job: Pick<Job, 'opts'>): CeleryJobInfo | null {
   const raw = (job.opts as Record<string, unknown>)[CELERY_OPTS_KEY];
   if (raw === null || typeof raw !== 'object') return null;
-  const info = raw as Partial<CeleryJobInfo>;
+  const info = raw as Partial<StoredInfo>;
   if (typeof info.taskId !== 'string') return null;
   return {
     taskId: info.taskId,
@@ -93,8 +101,17 @@ export function celeryInfoOf(job: Pick<Job, 'opts'>): CeleryJobInfo | null {
     parentId: typeof info.parentId === 'string' ? info.parentId : null,
     rootId: typeof info.rootId === 'string' ? info.rootId : null,
     group: typeof info.group === 'string' ? info.group : null,
-    next: info.next && Array.isArray(info.next.callbacks) && Array.isArray(info.next.chain) ? info.next : null,
+    next: typeof info.next === 'string' ? parseNext(info.next) : null,
   };
+}
+
+function parseNext(text: string): CeleryNext | null {
+  try {
+    const next = JSON.parse(text) as Partial<CeleryNext>;
+    return Array.isArray(next.callbacks) && Array.isArray(next.chain) ? { callbacks: next.callbacks, chain: next.chain } : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
