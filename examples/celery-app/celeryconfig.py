@@ -27,6 +27,7 @@ timezone = 'UTC'
 task_routes = {
     'tasks.add': {'queue': 'taskline'},
     'tasks.where': {'queue': 'taskline'},
+    'tasks.tick': {'queue': 'taskline'},
 }
 # The rollback, as the tests do it: CELERY_ROLLBACK=tasks.where drops that task's line.
 for _name in filter(None, os.environ.get('CELERY_ROLLBACK', '').split(',')):

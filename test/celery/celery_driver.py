@@ -91,6 +91,11 @@ def main(cmd, *argv):
             out({'raised': None})
         except Exception as exc:  # noqa: BLE001
             out({'raised': type(exc).__name__, 'message': str(exc)})
+    elif cmd == 'send-v1':
+        app.conf.task_protocol = 1
+        out({'id': tasks.add.apply_async((1, 2), queue='taskline').id})
+    elif cmd == 'send-pickle':
+        out({'id': tasks.add.apply_async((1, 2), queue='taskline', serializer='pickle').id})
     elif cmd == 'state':
         out({'state': AsyncResult(argv[0], app=app).state})
     else:
