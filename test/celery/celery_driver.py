@@ -47,6 +47,15 @@ def main(cmd, *argv):
             out({'state': res.state, 'raised': None})
         except Exception as exc:  # noqa: BLE001
             out({'state': res.state, 'raised': type(exc).__name__})
+    elif cmd == 'expired-in-backlog':
+        # A 2-second task first (the worker runs one at a time), then one that expires in 1 s.
+        app.signature('tasks.slow').apply_async(queue='taskline')
+        res = tasks.add.apply_async((1, 2), expires=1)
+        try:
+            res.get(timeout=10)
+            out({'state': res.state, 'raised': None})
+        except Exception as exc:  # noqa: BLE001
+            out({'state': res.state, 'raised': type(exc).__name__})
     elif cmd == 'ignored':
         res = tasks.add.apply_async((4, 4), ignore_result=True)
         out({'id': res.id})

@@ -20,7 +20,10 @@ describe('Celery bridge: round trip from Python', function () {
     }
     servers = await startCeleryServers();
     worker = await startBridgeWorker(servers, {
+      // One job at a time, so a slow task makes a backlog.
+      concurrency: 1,
       tasks: defineTasks({
+        'tasks.slow': { run: () => new Promise(resolve => setTimeout(resolve, 2000)) },
         'tasks.add': {
           run: celeryTask((x: number, y: number) => {
             runs.push({ at: Date.now(), args: [x, y] });
@@ -69,10 +72,17 @@ describe('Celery bridge: round trip from Python', function () {
     expect(runs.length).to.equal(before);
   });
 
-  it('an expires passed while the task waited for its countdown is REVOKED, not run', async () => {
+  it('an expires due before the countdown is REVOKED at once, not run', async () => {
     const before = runs.length;
     // countdown 2 s, expires 1 s: due after it expired.
     const out = await python(servers, ['expired-later']);
+    expect(out).to.deep.equal({ state: 'REVOKED', raised: 'TaskRevokedError' });
+    expect(runs.length).to.equal(before);
+  });
+
+  it('an expires that passes while the task waits behind others is REVOKED, not run', async () => {
+    const before = runs.length;
+    const out = await python(servers, ['expired-in-backlog']);
     expect(out).to.deep.equal({ state: 'REVOKED', raised: 'TaskRevokedError' });
     expect(runs.length).to.equal(before);
   });

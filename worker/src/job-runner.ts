@@ -40,12 +40,12 @@ export interface JobRunnerDeps {
 }
 
 /**
- * What a bridge may change per job, decided from the job itself: a gate before the handler (it
- * may revoke the job, and add it to `revoked`, so STARTED is written first and answers REVOKED),
- * and the result backend the job's transitions go through (to write them elsewhere too).
+ * What a bridge may change per job, decided from the job itself: a gate before the handler (an
+ * error it answers ends the job as FAILURE with that error, the handler not run), and the result
+ * backend the job's transitions go through (to write them elsewhere too).
  */
 export interface JobBridge {
-  beforeStart(job: Job): Promise<void> | null;
+  beforeStart(job: Job): Promise<Error | null> | null;
   resultsFor(job: Job): ResultBackend | null;
 }
 
@@ -164,7 +164,13 @@ export function createJobProcessor(deps: JobRunnerDeps) {
     if (redelivery) base.redelivered = job.stalledCounter > 0;
     const startOp: TransitionOp = { kind: 'write', id: jobId, delivery, state: 'STARTED', base: { ...base } };
     const gate = deps.bridge?.beforeStart(job);
-    if (gate) await gate;
+    const refused = gate ? await gate : null;
+    if (refused) {
+      base.finishedAt = base.updatedAt;
+      const answer = await write('write', 'FAILURE', { outcome: { error: errorInfo(refused) } });
+      if (answer === 'OK') count(task.name, 'failure');
+      return agree(answer, 'FAILURE', job, task.name, new UnrecoverableError(refused.message), logger);
+    }
     if (deps.revoked.has(jobId) || redelivery) {
       const answer = await results.transition(startOp);
       if (answer !== 'OK' && answer !== 'REDELIVERED') return agree(answer, 'SUCCESS', job, task.name, null, logger);

@@ -128,7 +128,7 @@ export class TasklineWorker {
     const rateLimiter = new TaskRateLimiter(o.prefix);
     const workerId = `${hostname()}:${process.pid}`;
     if (o.celeryQueues.length > 0) {
-      this.#celery = createCeleryBridge({ options: o, connections: this.connections, results, revoked, registry: this.registry, queue: name => this.#queue(name) });
+      this.#celery = createCeleryBridge({ options: o, connections: this.connections, results, registry: this.registry, queue: name => this.#queue(name) });
     }
     for (const queue of o.queues) {
       if (this.#closePromise) return;

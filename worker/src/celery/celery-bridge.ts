@@ -4,7 +4,6 @@ import type { Registry } from 'prom-client';
 import type { TasklineConnections } from '@taskline/shared';
 import type { ResultBackend } from '@taskline/shared/internal';
 import type { ResolvedWorkerOptions } from '../options.js';
-import type { RevokedJobs } from '../revoked-jobs.js';
 import { CeleryCanvas } from './celery-canvas.js';
 import { CeleryIntake } from './celery-intake.js';
 import { CeleryJobBridge } from './celery-job-bridge.js';
@@ -26,14 +25,13 @@ export function createCeleryBridge(deps: {
   options: ResolvedWorkerOptions;
   connections: TasklineConnections;
   results: ResultBackend;
-  revoked: RevokedJobs;
   registry: Registry;
   queue(name: string): Queue;
 }): CeleryBridge {
   const { options: o, connections } = deps;
   const writer = new CeleryResultWriter(() => connections.backend.client(), o.resultExpiresSeconds, hostname());
   const canvas = new CeleryCanvas({ broker: () => connections.broker.client(), logger: o.logger });
-  const bridge = new CeleryJobBridge({ results: deps.results, revoked: deps.revoked, writer, canvas, logger: o.logger });
+  const bridge = new CeleryJobBridge({ results: deps.results, writer, canvas, logger: o.logger });
   const intake = new CeleryIntake({
     queues: o.celeryQueues,
     fallbackQueue: o.celeryFallbackQueue,

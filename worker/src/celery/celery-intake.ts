@@ -9,7 +9,7 @@ import type { TaskSet } from '../tasks.js';
 import { unsupportedCanvas } from './celery-canvas.js';
 import { celeryKeys, queueDeadLetter, queueFallback, rawPriority, type CeleryKeys } from './celery-fallback.js';
 import { celeryJob, type CeleryJob } from './celery-job.js';
-import { jobIdFor, kombuListsOf, parseCeleryMessage, type CeleryTaskMessage } from './celery-message.js';
+import { kombuListsOf, parseCeleryMessage, type CeleryTaskMessage } from './celery-message.js';
 import { revokedException, type CeleryResultWriter } from './celery-results.js';
 
 export interface CeleryIntakeOptions {
@@ -213,8 +213,10 @@ export class CeleryIntake {
         continue;
       }
       const refusedFeature = unsupportedCanvas(message.embed);
-      if (refusedFeature !== null || (message.expiresMs !== null && message.expiresMs < now)) {
-        await this.#settle(message, entry, refusedFeature);
+      // Expired already, or due (eta) only after it expires.
+      const expired = message.expiresMs !== null && message.expiresMs < Math.max(now, message.etaMs ?? 0);
+      if (refusedFeature !== null || expired) {
+        await this.#settle(message, refusedFeature);
         counted.push([entry.queue, refusedFeature === null ? 'revoked' : 'refused']);
         settled.push(entry);
         continue;
@@ -233,7 +235,7 @@ export class CeleryIntake {
   }
 
   /** A message that must not run: REVOKED (it expired) or FAILURE (a canvas feature taskline cannot run). */
-  async #settle(message: CeleryTaskMessage, entry: Entry, refusedFeature: string | null): Promise<void> {
+  async #settle(message: CeleryTaskMessage, refusedFeature: string | null): Promise<void> {
     const extra = { parentId: message.parentId, group: message.group };
     if (refusedFeature !== null) {
       const text = `Celery canvas feature "${refusedFeature}" is not supported by the taskline bridge; the task was not run. Route ${message.task} to a Celery worker, or drop ${refusedFeature}.`;
@@ -241,8 +243,8 @@ export class CeleryIntake {
       if (!message.ignoreResult) await this.#o.writer.write(message.id, 'FAILURE', { exc_type: 'NotImplementedError', exc_message: [text], exc_module: 'builtins' }, extra);
       return;
     }
+    // Expired before it became a job: no taskline job is made; Celery's record says REVOKED.
     const reason = `expired at ${new Date(message.expiresMs ?? 0).toISOString()} (Celery expires) before it could start`;
-    await this.#o.results.revoke(jobIdFor(message.id), { reason, task: message.task, queue: entry.queue });
     if (!message.ignoreResult) await this.#o.writer.write(message.id, 'REVOKED', revokedException(reason), extra);
   }
 

@@ -1,23 +1,33 @@
 import type { Job } from 'bullmq';
-import type { JobResultRecord, Logger } from '@taskline/shared';
+import { TasklineError, type JobResultRecord, type Logger } from '@taskline/shared';
 import type { ResultBackend, TransitionAnswer, TransitionOp } from '@taskline/shared/internal';
 import type { JobBridge } from '../job-runner.js';
-import type { RevokedJobs } from '../revoked-jobs.js';
 import { celeryInfoOf, type CeleryJobInfo } from './celery-job.js';
 import { celeryException, revokedException, type CeleryResultWriter } from './celery-results.js';
 import type { CeleryCanvas } from './celery-canvas.js';
 
 export interface CeleryJobBridgeDeps {
   results: ResultBackend;
-  revoked: RevokedJobs;
   writer: CeleryResultWriter;
   canvas: CeleryCanvas;
   logger: Logger;
 }
 
 /**
- * What the job runner does differently for a job that came from Celery: an expired job is
- * revoked before it starts, and every state the runner stores in taskline's record is also
+ * A Celery job due after its `expires`: it ends without running. Taskline's record says FAILURE
+ * with this error (a worker may not write revoke markers: only producers revoke); Celery's record
+ * says REVOKED, as a Celery worker would write it.
+ */
+export class CeleryTaskExpiredError extends TasklineError {
+  override name = 'CeleryTaskExpiredError';
+  constructor(taskId: string, expiresMs: number) {
+    super('CELERY_TASK_EXPIRED', `Celery task ${taskId} expired at ${new Date(expiresMs).toISOString()} (its expires) before it could start; it was not run.`);
+  }
+}
+
+/**
+ * What the job runner does differently for a job that came from Celery: an expired job ends
+ * before it starts, and every state the runner stores in taskline's record is also
  * written as Celery's record (unless the message said `ignore_result`), after taskline's own write
  * and before the broker hears of the outcome. A worker killed between the two writes leaves a
  * redelivery that finds taskline's final record and writes Celery's from it.
@@ -29,17 +39,10 @@ export class CeleryJobBridge implements JobBridge {
     this.#deps = deps;
   }
 
-  beforeStart(job: Job): Promise<void> | null {
+  beforeStart(job: Job): Promise<Error | null> | null {
     const info = celeryInfoOf(job);
     if (info?.expiresMs == null || Date.now() <= info.expiresMs) return null;
-    return this.#expire(job, info);
-  }
-
-  async #expire(job: Job, info: CeleryJobInfo): Promise<void> {
-    const jobId = job.id ?? '';
-    await this.#deps.results.revoke(jobId, { reason: `expired at ${new Date(info.expiresMs ?? 0).toISOString()} (Celery expires)`, task: job.name, queue: job.queueName });
-    // The runner checks this set first and so writes STARTED before the handler, which answers REVOKED.
-    this.#deps.revoked.add(jobId);
+    return Promise.resolve(new CeleryTaskExpiredError(info.taskId, info.expiresMs));
   }
 
   resultsFor(job: Job): ResultBackend | null {
@@ -73,6 +76,10 @@ export class CeleryJobBridge implements JobBridge {
         return;
       }
       const error = op.outcome && 'error' in op.outcome ? op.outcome.error : { type: 'Error', message: 'unknown error', stack: null };
+      if (error.type === 'CeleryTaskExpiredError') {
+        if (!info.ignoreResult) await writer.write(info.taskId, 'REVOKED', revokedException(error.message), extra);
+        return;
+      }
       if (!info.ignoreResult) await writer.write(info.taskId, op.state, op.state === 'STARTED' ? null : celeryException(error), { ...extra, traceback: op.state === 'STARTED' ? null : error.stack });
       if (op.state === 'FAILURE') await this.#deps.canvas.afterFailure(job, error);
       return;
@@ -92,5 +99,6 @@ export class CeleryJobBridge implements JobBridge {
 async function writeFromRecord(writer: CeleryResultWriter, info: CeleryJobInfo, record: JobResultRecord): Promise<void> {
   const extra = { parentId: info.parentId, group: info.group };
   if (record.state === 'SUCCESS') await writer.write(info.taskId, 'SUCCESS', record.result ?? null, extra);
+  else if (record.state === 'FAILURE' && record.error?.type === 'CeleryTaskExpiredError') await writer.write(info.taskId, 'REVOKED', revokedException(record.error.message), extra);
   else if (record.state === 'FAILURE' && record.error) await writer.write(info.taskId, 'FAILURE', celeryException(record.error), { ...extra, traceback: record.error.stack });
 }
