@@ -158,7 +158,7 @@ render_broker() {
   # The Celery intake: moves from the Celery lists into its processing list (P::celery:*), pushes
   # unknown tasks back to the fallback queue and chain/link messages onward.
   user_line worker "~$QUEUES -@all $CONNECTION $BULLMQ $REGISTRY (~${PREFIX}::ratelimit:* +incr +pexpire) ($CELERY_LISTS $CELERY_BRIDGE_KEYS $BULLMQ)"
-  user_line celery-client "$CELERY_LISTS ~_kombu.binding.* -@all $CONNECTION +lpush +sadd"
+  user_line celery-client "$CELERY_LISTS ~_kombu.binding.* -@all $CONNECTION +multi +exec +discard +lpush +sadd +llen"
   # hkeys/renamenx: a leader adopts the owned-schedules hash of earlier versions (P:beat:schedules).
   user_line scheduler "~$QUEUES ~${PREFIX}::beat:* -@all $CONNECTION $BULLMQ +hkeys +renamenx $REGISTRY"
   user_line metrics "%R~$QUEUES -@all $METRICS_CONNECTION $COUNTS (%R~${PREFIX}::queues +smembers)"

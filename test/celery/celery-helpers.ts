@@ -75,7 +75,7 @@ export async function startCeleryServers(): Promise<CeleryServers> {
 }
 
 /** Runs one driver command (celery_driver.py) and returns the JSON it printed. */
-export function python<T = Record<string, unknown>>(servers: CeleryServers, args: string[], timeoutMs = 30_000, extraEnv: Record<string, string> = {}): Promise<T> {
+export function python<T = Record<string, unknown>>(servers: Pick<CeleryServers, 'pythonEnv'>, args: string[], timeoutMs = 30_000, extraEnv: Record<string, string> = {}): Promise<T> {
   return new Promise((resolve, reject) => {
     const child = spawn(PYTHON, [DRIVER, ...args], { cwd: EXAMPLE_DIR, env: { ...process.env, ...servers.pythonEnv, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
