@@ -56,6 +56,9 @@ def main(cmd, *argv):
             out({'state': res.state, 'raised': None})
         except Exception as exc:  # noqa: BLE001
             out({'state': res.state, 'raised': type(exc).__name__})
+    elif cmd == 'priority':
+        res = tasks.add.apply_async((5, 5), priority=int(argv[0]))
+        out({'result': res.get(timeout=10)})
     elif cmd == 'ignored':
         res = tasks.add.apply_async((4, 4), ignore_result=True)
         out({'id': res.id})

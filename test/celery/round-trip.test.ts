@@ -87,6 +87,10 @@ describe('Celery bridge: round trip from Python', function () {
     expect(runs.length).to.equal(before);
   });
 
+  it("a message with a priority (kombu's list taskline\\x06\\x166) runs too", async () => {
+    expect(await python(servers, ['priority', '6'])).to.deep.equal({ result: 10 });
+  });
+
   it('ignore_result=True runs the task and writes no Celery record', async () => {
     const before = runs.length;
     const { id } = await python<{ id: string }>(servers, ['ignored']);

@@ -7,3 +7,5 @@ export { resolveWorkerOptions } from './options.js';
 export type { ResolvedWorkerOptions } from './options.js';
 export { tasklineBackoffStrategy, TASKLINE_BACKOFF_TYPE } from './backoff.js';
 export { WorkerMetrics } from './worker-metrics.js';
+export { parseCeleryMessage, jobIdFor, kombuListFor } from './celery/celery-message.js';
+export { celeryException } from './celery/celery-results.js';
