@@ -76,6 +76,7 @@ export async function startCeleryServers(): Promise<CeleryServers> {
 
 /** Runs one driver command (celery_driver.py) and returns the JSON it printed. */
 export function python<T = Record<string, unknown>>(servers: Pick<CeleryServers, 'pythonEnv'>, args: string[], timeoutMs = 30_000, extraEnv: Record<string, string> = {}): Promise<T> {
+  celeryMissing(); // picks the Python that has Celery
   return new Promise((resolve, reject) => {
     const child = spawn(PYTHON, [DRIVER, ...args], { cwd: EXAMPLE_DIR, env: { ...process.env, ...servers.pythonEnv, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -104,6 +105,7 @@ export interface CeleryProcess {
 }
 
 export function startCeleryProgram(servers: CeleryServers, args: string[], extraEnv: Record<string, string> = {}): CeleryProcess {
+  celeryMissing();
   const child = spawn(PYTHON, ['-m', 'celery', '-A', 'tasks', ...args], {
     cwd: EXAMPLE_DIR,
     env: { ...process.env, ...servers.pythonEnv, ...extraEnv },
@@ -126,9 +128,9 @@ export function startCeleryProgram(servers: CeleryServers, args: string[], extra
   };
 }
 
-/** A Celery worker of the example app on `queues`, one process (the solo pool). */
-export function startCeleryWorker(servers: CeleryServers, queues: string[], extraEnv: Record<string, string> = {}): CeleryProcess {
-  return startCeleryProgram(servers, ['worker', '-Q', queues.join(','), '--pool', 'solo', '-l', 'warning', '--without-gossip', '--without-mingle', '--without-heartbeat', '-n', `w${process.pid}@%h`], extraEnv);
+/** A Celery worker of the example app on `queues`, one process (the solo pool) unless `pool` says otherwise. */
+export function startCeleryWorker(servers: CeleryServers, queues: string[], extraEnv: Record<string, string> = {}, pool: string[] = ['--pool', 'solo']): CeleryProcess {
+  return startCeleryProgram(servers, ['worker', '-Q', queues.join(','), ...pool, '-l', 'warning', '--without-gossip', '--without-mingle', '--without-heartbeat', '-n', `w${process.pid}@%h`], extraEnv);
 }
 
 /** A taskline worker in this process with the Celery intake on `celeryQueues` (the example's `taskline`). */

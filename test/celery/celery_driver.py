@@ -69,6 +69,12 @@ def main(cmd, *argv):
         for n in range(count):
             sig.apply_async((f'{prefix}-{n}',), task_id=f'{prefix}-{n}', queue=queue)
         out({'sent': count})
+    elif cmd == 'send-add':
+        # send-add <count> <queue> <prefix>: add(n, 1) with ids <prefix>-<n>, nothing waited for.
+        count, queue, prefix = int(argv[0]), argv[1], argv[2]
+        for n in range(count):
+            tasks.add.apply_async((n, 1), task_id=f'{prefix}-{n}', queue=queue)
+        out({'sent': count})
     elif cmd == 'results':
         # results <prefix> <count>: every result readable, as the values sent.
         prefix, count = argv[0], int(argv[1])
