@@ -29,6 +29,7 @@ describe('Celery bridge: message format', () => {
       return parsed.ok ? null : parsed.refusal.code;
     };
     expect(refusal('nope')).to.equal('not-json');
+    expect(refusal(`"${'x'.repeat(17 * 1024 * 1024)}"`)).to.equal('too-large');
     expect(refusal('{"a":1}')).to.equal('not-an-envelope');
     expect(refusal(envelope({}, [[], {}, null]).replace(/"body":"[^"]*"/, '"body":"@@@"'))).to.equal('bad-base64');
     expect(refusal(envelope({}, [[], {}, null]).replace('application/json', 'application/x-python-serialize'))).to.equal('unknown-content-type');

@@ -53,6 +53,7 @@ export interface CelerySignature {
 
 /** Why a message cannot be run; the code is the dead-letter reason and the metric label. */
 export type CeleryRefusalCode =
+  | 'too-large'
   | 'not-json'
   | 'not-an-envelope'
   | 'unknown-body-encoding'
@@ -75,6 +76,8 @@ export type ParsedCeleryMessage = { ok: true; message: CeleryTaskMessage } | { o
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const MAX_ID_LENGTH = 255;
+/** Largest message read (the envelope as stored): a bigger one is dead-lettered unparsed. */
+export const MAX_CELERY_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 function refuse(code: CeleryRefusalCode, reason: string): ParsedCeleryMessage {
   return { ok: false, refusal: { code, reason } };
@@ -86,6 +89,9 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 /** Parses one raw list entry; anything that is not a protocol-2 JSON task message is refused with a reason. */
 export function parseCeleryMessage(raw: string): ParsedCeleryMessage {
+  if (raw.length > MAX_CELERY_MESSAGE_BYTES) {
+    return refuse('too-large', `The message is larger than ${MAX_CELERY_MESSAGE_BYTES} bytes; pass large data by reference (a URL or key), not in the task's arguments.`);
+  }
   let envelope: unknown;
   try {
     envelope = JSON.parse(raw);
