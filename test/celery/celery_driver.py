@@ -114,6 +114,12 @@ def main(cmd, *argv):
         out({'id': tasks.add.apply_async((1, 2), queue='taskline').id})
     elif cmd == 'send-pickle':
         out({'id': tasks.add.apply_async((1, 2), queue='taskline', serializer='pickle').id})
+    elif cmd == 'outcome':
+        res = AsyncResult(argv[0], app=app)
+        try:
+            out({'result': res.get(timeout=float(argv[1])), 'state': res.state})
+        except Exception as exc:  # noqa: BLE001
+            out({'raised': type(exc).__name__, 'message': str(exc), 'state': res.state})
     elif cmd == 'state':
         out({'state': AsyncResult(argv[0], app=app).state})
     else:

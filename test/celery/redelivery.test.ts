@@ -14,7 +14,7 @@ interface WorkerProcess {
   exited: Promise<void>;
 }
 
-function spawnWorker(servers: CeleryServers): WorkerProcess {
+function spawnWorker(servers: CeleryServers, extraEnv: Record<string, string> = {}): WorkerProcess {
   const child = spawn(process.execPath, [WORKER_BIN, 'start', '--tasks', TASKS, '--queues', 'default', '--celery-queues', 'taskline', '--metrics-port', '0'], {
     env: {
       PATH: process.env['PATH'] ?? '',
@@ -27,6 +27,7 @@ function spawnWorker(servers: CeleryServers): WorkerProcess {
       TASKLINE_CONCURRENCY: '20',
       RECORD_SLEEP_MS: '10',
       ...servers.pair.env,
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -105,6 +106,27 @@ describe('Celery bridge: SIGKILL while Celery messages arrive', function () {
     expect(await servers.pair.broker.cli('LLEN', 'taskline')).to.equal('0');
     const takenOver = workers.flatMap(w => w.output.join('').split('\n')).filter(l => l.includes('Took over the Celery messages')).map(l => (JSON.parse(l) as { messages: number }).messages);
     console.log(`      ${reruns} tasks re-run as redeliveries of interrupted jobs; Celery messages taken over from dead consumers: ${takenOver.join(', ') || 'none'}`);
+    worker.child.kill('SIGTERM');
+    await worker.exited;
+  });
+
+  it('a job the broker fails on its own (it stalled past the limit) reads FAILURE in Python, not forever PENDING', async () => {
+    // One redelivery allowed: the worker is killed in the first run and in the redelivered one.
+    const env = { TASKLINE_MAX_STALLED_COUNT: '1', RECORD_SLEEP_MS: '60000', TASKLINE_SETTLE_INTERVAL_MS: '500' };
+    let worker = spawnWorker(servers, env);
+    workers.push(worker);
+    await ready(worker);
+    await python(servers, ['send', 'tasks.record', '1', 'taskline', 'lost']);
+    for (const run of ['1', '2']) {
+      await until(async () => (await servers.pair.backend.cli('GET', 'example:runs:lost-0')) === run, 30_000, `run ${run} to start`);
+      worker.child.kill('SIGKILL');
+      await worker.exited;
+      worker = spawnWorker(servers, env);
+      workers.push(worker);
+      await ready(worker);
+    }
+    const out = await python(servers, ['outcome', 'lost-0', '40'], 60_000);
+    expect(out).to.deep.include({ raised: 'WorkerLostError', state: 'FAILURE' });
     worker.child.kill('SIGTERM');
     await worker.exited;
   });

@@ -188,6 +188,7 @@ export class TasklineWorker {
       intervalMs: o.settleIntervalMs,
       metrics: this.#metrics,
       logger: o.logger,
+      ...(this.#celery ? { onSettled: this.#celery.bridge.settled.bind(this.#celery.bridge) } : {}),
     });
     sweeper.start();
     this.#cleanups.unshift(() => sweeper.stop());

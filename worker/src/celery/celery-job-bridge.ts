@@ -64,6 +64,13 @@ export class CeleryJobBridge implements JobBridge {
     });
   }
 
+  /** A job the broker failed on its own (it stalled too often): Celery's record says FAILURE too. */
+  async settled(job: { id: string; opts: object }, error: { type: string; message: string; stack: string | null }): Promise<void> {
+    const info = celeryInfoOf(job);
+    if (!info || info.ignoreResult) return;
+    await this.#deps.writer.write(info.taskId, 'FAILURE', celeryException(error), { parentId: info.parentId, group: info.group, traceback: error.stack });
+  }
+
   async #mirror(job: Job, info: CeleryJobInfo, op: TransitionOp, answer: TransitionAnswer): Promise<void> {
     if (op.kind === 'progress') return;
     const extra = { parentId: info.parentId, group: info.group };
@@ -88,8 +95,9 @@ export class CeleryJobBridge implements JobBridge {
     if (answer === 'REVOKED') {
       const record = await this.#deps.results.get(job.id ?? '');
       await writer.write(info.taskId, 'REVOKED', revokedException(record?.reason ?? 'revoked'), extra);
-    } else if ((answer === 'SUCCESS' || answer === 'FAILURE') && op.state !== 'STARTED') {
-      // An earlier delivery stored the outcome; it may have died before Celery's record was written.
+    } else if (answer === 'SUCCESS' || answer === 'FAILURE') {
+      // An earlier delivery stored the outcome (a redelivery's STARTED finds it); it may have died
+      // before Celery's record was written: write it (again) from taskline's record.
       const record = await this.#deps.results.get(job.id ?? '');
       if (record) await writeFromRecord(writer, info, record);
     }
