@@ -72,6 +72,7 @@ export class CeleryIntake {
   #rescan = true;
   #blockIndex = 0;
   #loop: Promise<void> | null = null;
+  #closePromise: Promise<void> | null = null;
   #timer: NodeJS.Timeout | null = null;
   /** Why the intake cannot take messages now, for readiness; `null` while it can. */
   failing: string | null = null;
@@ -101,9 +102,13 @@ export class CeleryIntake {
     this.#loop = this.#run();
   }
 
-  /** Stops taking messages (a blocking move in flight ends within its timeout) and leaves the consumer set. */
-  async close(): Promise<void> {
-    if (this.#closing) return this.#loop ?? undefined;
+  /** Stops taking messages (a blocking move in flight ends within its timeout) and leaves the consumer set. Safe to call twice. */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<void> {
     this.#closing = true;
     if (this.#timer) clearInterval(this.#timer);
     await withTimeout(this.#loop ?? Promise.resolve(), (this.#o.blockSeconds + 5) * 1000, 'the Celery intake').catch(() => this.#lease?.client.disconnect());

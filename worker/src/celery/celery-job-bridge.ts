@@ -100,6 +100,8 @@ export class CeleryJobBridge implements JobBridge {
       // before Celery's record was written: write it (again) from taskline's record.
       const record = await this.#deps.results.get(job.id ?? '');
       if (record) await writeFromRecord(writer, info, record);
+      // The callbacks may not have been sent either: send them (again; chain links keep their ids).
+      if (record?.state === 'SUCCESS') await this.#deps.canvas.afterSuccess(job, record.result ?? null);
     }
   }
 }
