@@ -21,7 +21,7 @@ export default tseslint.config(
   {
     files: ['**/*.ts'],
     languageOptions: {
-      parserOptions: { projectService: { allowDefaultProject: ['*.js', 'worker/examples/*.ts', 'scheduler/examples/*.ts', 'scripts/*.ts'] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: { projectService: { allowDefaultProject: ['*.js', 'worker/examples/*.ts', 'scheduler/examples/*.ts', 'scripts/*.ts', 'examples/*/*.ts'] }, tsconfigRootDir: import.meta.dirname },
     },
     plugins: { 'import-x': importX },
     // Sources import `./x.js` and mean `./x.ts`: without this alias no import resolves and

@@ -8,7 +8,7 @@ PROG=$(basename "$0")
 
 usage() {
   cat <<USAGE
-Usage: $PROG --service broker|backend --secrets-dir DIR [--prefix taskline] [--out FILE]
+Usage: $PROG --service broker|backend --secrets-dir DIR [--prefix taskline] [--celery-queues celery] [--out FILE]
 
 Users written (each password read from DIR/redis_<user>_password); P is the prefix:
   producer   broker: BullMQ queue keys P:<queue>:*, adds to P::queues; backend: reads job records,
@@ -18,6 +18,9 @@ Users written (each password read from DIR/redis_<user>_password); P is the pref
   scheduler  broker: BullMQ queue keys, P::queues, the beat's lease/fence/schedules P::beat:*;
              backend: nothing but connecting
   metrics    PING, INFO and queue lengths; never job payloads or results
+  celery-client  the Python (Celery) app of the Celery bridge: broker: LPUSH onto its Celery queues'
+             kombu lists and SADD to kombu's _kombu.binding.* sets; backend: reads and subscribes
+             to celery-task-meta-* (it cannot write a result); nothing else
   loader     SCRIPT LOAD / SCRIPT EXISTS only: \`taskline-<bin> scripts load --watch\` (REDIS_SCRIPTS=preloaded)
   admin      everything; for operators only (certificate reload, ACL LOAD, backups)
   default    off, no password (unauthenticated connections are refused; see docs/SECURITY.md
@@ -29,6 +32,9 @@ Options:
   --service broker|backend   which Redis the file is for (required)
   --secrets-dir DIR          directory holding redis_{producer,worker,scheduler,metrics,loader,admin}_password
   --prefix NAME              TASKLINE_PREFIX of the deployment (default: taskline)
+  --celery-queues LIST       the Celery queues (comma-separated) Python apps send to and the bridge
+                             consumes or falls back to (default: celery); the worker user may
+                             consume them, celery-client push to them
   --out FILE                 where to write (default: stdout); written atomically with mode 640
   --redis-version X.Y        Redis version of the server (default: 7.2); before 7.2 CLIENT SETINFO
                              does not exist and must not be named
@@ -50,6 +56,7 @@ PREFIX="taskline"
 OUT=""
 INIT=0
 REDIS_VERSION=7.2
+CELERY_QUEUES=celery
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --service) [[ $# -ge 2 ]] || die "--service needs broker or backend"; SERVICE=$2; shift 2 ;;
@@ -57,6 +64,7 @@ while [[ $# -gt 0 ]]; do
     --prefix) [[ $# -ge 2 ]] || die "--prefix needs a value"; PREFIX=$2; shift 2 ;;
     --out) [[ $# -ge 2 ]] || die "--out needs a file"; OUT=$2; shift 2 ;;
     --redis-version) [[ $# -ge 2 ]] || die "--redis-version needs a value like 7.2"; REDIS_VERSION=$2; shift 2 ;;
+    --celery-queues) [[ $# -ge 2 ]] || die "--celery-queues needs a list like celery,reports"; CELERY_QUEUES=$2; shift 2 ;;
     --init-secrets) INIT=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
@@ -72,7 +80,9 @@ done
 SETINFO=""
 if (( BASH_REMATCH[1] > 7 || BASH_REMATCH[2] >= 2 )); then SETINFO="+client|setinfo"; fi
 
-USERS=(producer worker scheduler metrics loader admin)
+[[ "$CELERY_QUEUES" =~ ^[-.0-9A-Z_a-z]{1,128}(,[-.0-9A-Z_a-z]{1,128})*$ ]] || die "--celery-queues must be comma-separated queue names (letters, digits, '_', '.' or '-'), got '$CELERY_QUEUES'"
+
+USERS=(producer worker scheduler metrics loader admin celery-client)
 
 if [[ $INIT -eq 1 ]]; then
   mkdir -p "$SECRETS_DIR"
@@ -130,6 +140,14 @@ REVOKED="${PREFIX}:revoked"
 JOB_CHANNELS="&${PREFIX}:job:*"
 REVOKE_CHANNEL="&${PREFIX}:revoke"
 
+# Celery bridge. kombu keeps a queue's messages in the list <queue> and, for priorities 3, 6 and 9,
+# in <queue>\x06\x16<step> (kombu/transport/redis.py): '??[369]' is those two separator bytes and the step.
+CELERY_LISTS=""
+IFS=',' read -r -a _celery_queues <<< "$CELERY_QUEUES"
+for q in "${_celery_queues[@]}"; do CELERY_LISTS+=" ~$q ~$q??[369]"; done
+CELERY_BRIDGE_KEYS="~${PREFIX}::celery:*"
+CELERY_META="celery-task-meta-*"
+
 user_line() {
   local user=$1; shift
   echo "user $user on resetpass #${HASH[$user]} resetkeys resetchannels $*"
@@ -137,7 +155,10 @@ user_line() {
 
 render_broker() {
   user_line producer "~$QUEUES -@all $CONNECTION $BULLMQ $REGISTRY"
-  user_line worker "~$QUEUES -@all $CONNECTION $BULLMQ $REGISTRY (~${PREFIX}::ratelimit:* +incr +pexpire)"
+  # The Celery intake: moves from the Celery lists into its processing list (P::celery:*), pushes
+  # unknown tasks back to the fallback queue and chain/link messages onward.
+  user_line worker "~$QUEUES -@all $CONNECTION $BULLMQ $REGISTRY (~${PREFIX}::ratelimit:* +incr +pexpire) ($CELERY_LISTS $CELERY_BRIDGE_KEYS $BULLMQ)"
+  user_line celery-client "$CELERY_LISTS ~_kombu.binding.* -@all $CONNECTION +multi +exec +discard +lpush +sadd +llen"
   # hkeys/renamenx: a leader adopts the owned-schedules hash of earlier versions (P:beat:schedules).
   user_line scheduler "~$QUEUES ~${PREFIX}::beat:* -@all $CONNECTION $BULLMQ +hkeys +renamenx $REGISTRY"
   user_line metrics "%R~$QUEUES -@all $METRICS_CONNECTION $COUNTS (%R~${PREFIX}::queues +smembers)"
@@ -151,9 +172,13 @@ render_backend() {
   # Writes records (the transition script) and publishes their changes; reads revoke markers and
   # the index; subscribes to the revoke channel only (it cannot publish a revoke).
   user_line worker "~$RECORD %R~$MARKER %R~$REVOKED $JOB_CHANNELS -@all $CONNECTION \
-+hmget +hgetall +hget +get +hset +hdel +expire +zrangebyscore +publish +unsubscribe +evalsha $SCRIPT_KEYS (+subscribe $REVOKE_CHANNEL)"
++hmget +hgetall +hget +get +hset +hdel +expire +zrangebyscore +publish +unsubscribe +evalsha $SCRIPT_KEYS (+subscribe $REVOKE_CHANNEL) \
+(~$CELERY_META &$CELERY_META +multi +exec +setex +publish)"
   user_line scheduler "-@all $CONNECTION"
   user_line metrics "-@all $METRICS_CONNECTION"
+  # Celery's result records: the worker writes them (SETEX + PUBLISH in MULTI), the Python app
+  # only reads them and waits on their channels.
+  user_line celery-client "%R~$CELERY_META &$CELERY_META -@all $CONNECTION +get +mget +subscribe +unsubscribe"
 }
 
 # Hashed up front, outside any command substitution, so a missing file stops the script.

@@ -1,7 +1,7 @@
 /**
  * The public API of @taskline/shared: what an application needs besides the producer, worker
  * and scheduler packages. Everything taskline's own packages share beyond it is in
- * `@taskline/shared/internal`.
+ * `@taskline/shared/{process,settings,connection,job,tracing,ops}`.
  */
 export { resolveConnectionOptions } from './connection/config.js';
 export type { ConnectionOptions, RedisEndpointOptions, ResolvedConnectionOptions, ResolvedEndpoint, ResolvedTlsOptions } from './connection/config.js';

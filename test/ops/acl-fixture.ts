@@ -7,7 +7,7 @@ import { ROOT, endpointAs, readSecret, redisServerVersion, runScript, tempDir, u
 
 /** The users ops/acl/generate-acl.sh writes besides admin. */
 export const APP_USERS = ['producer', 'worker', 'scheduler'] as const;
-export type AclUser = (typeof APP_USERS)[number] | 'metrics' | 'loader' | 'admin';
+export type AclUser = (typeof APP_USERS)[number] | 'metrics' | 'loader' | 'admin' | 'celery-client';
 
 export const BINS = {
   producer: path.join(ROOT, 'producer/bin/taskline-producer.js'),
@@ -29,11 +29,11 @@ export class AclServers {
     private readonly adminPassword: string,
   ) {}
 
-  static async start(options: { appendonly?: boolean } = {}): Promise<AclServers> {
+  static async start(options: { appendonly?: boolean; makeSecretsArgs?: string[] } = {}): Promise<AclServers> {
     const secrets = await tempDir('acl');
     const prefix = uniquePrefix('acl');
     try {
-      const made = await runScript('ops/make-secrets.sh', ['--prefix', prefix, '--redis-version', await redisServerVersion(), secrets.dir]);
+      const made = await runScript('ops/make-secrets.sh', ['--prefix', prefix, '--redis-version', await redisServerVersion(), ...(options.makeSecretsArgs ?? []), secrets.dir]);
       expect(made.code, made.stderr).to.equal(0);
       const [broker, backend] = await Promise.all(
         (['broker', 'backend'] as const).map(service =>

@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import { type Logger } from '@taskline/shared';
+import { type JobErrorInfo, type Logger } from '@taskline/shared';
 import { canTransition, toJobErrorInfo, type RecordBase, type ResultBackend } from '@taskline/shared/job';
 import { type RedisService } from '@taskline/shared/connection';
 import { WorkerLostError } from './errors.js';
@@ -19,6 +19,8 @@ export interface FailedJobSettlerDeps {
   intervalMs: number;
   metrics: WorkerMetrics;
   logger: Logger;
+  /** Told of each job it settled, with the job's BullMQ options (the Celery bridge writes Celery's record). */
+  onSettled?: (job: { id: string; opts: object }, error: JobErrorInfo) => Promise<void>;
 }
 
 /**
@@ -95,13 +97,13 @@ export class FailedJobSettler {
     if (open.length > 0) {
       const client = this.#deps.broker.client();
       const pipeline = client.pipeline();
-      for (const id of open) pipeline.hmget(`${this.#deps.prefix}:${queue}:${id}`, 'name', 'failedReason', 'timestamp', 'atm', 'ats', 'finishedOn');
+      for (const id of open) pipeline.hmget(`${this.#deps.prefix}:${queue}:${id}`, 'name', 'failedReason', 'timestamp', 'atm', 'ats', 'finishedOn', 'opts');
       const replies = (await pipeline.exec()) ?? [];
       await Promise.all(
         open.map(async (id, i) => {
           const [err, fields] = replies[i] ?? [];
           if (err || !Array.isArray(fields) || fields[0] === null) return;
-          const [name, failedReason, timestamp, atm, ats, finishedOn] = fields as Array<string | null>;
+          const [name, failedReason, timestamp, atm, ats, finishedOn, opts] = fields as Array<string | null>;
           const at = Number(finishedOn) || Date.now();
           const previous = records.get(id);
           const base: RecordBase = {
@@ -121,6 +123,7 @@ export class FailedJobSettler {
           if (answer === 'OK') {
             this.#deps.metrics.settled.inc({ queue, outcome: 'failure' });
             this.#deps.logger.warn('The broker failed a job outside its handler; its record is now FAILURE', { jobId: id, queue, reason });
+            await this.#deps.onSettled?.({ id, opts: parseOpts(opts ?? null) }, error);
           }
         }),
       );
@@ -141,5 +144,14 @@ export class FailedJobSettler {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = null;
     await this.#running?.catch(() => undefined);
+  }
+}
+
+function parseOpts(text: string | null): object {
+  try {
+    const opts: unknown = JSON.parse(text ?? '{}');
+    return opts !== null && typeof opts === 'object' ? opts : {};
+  } catch {
+    return {};
   }
 }

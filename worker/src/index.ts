@@ -11,6 +11,8 @@ export { createWorker, TasklineWorker } from './worker.js';
 export type { WorkerState, CloseOutcome } from './worker.js';
 export type { WorkerOptions } from './options.js';
 export { loadTaskModule } from './task-module.js';
+export { celeryTask } from './celery/celery-job.js';
+export type { CeleryTaskData } from './celery/celery-job.js';
 export {
   TimeLimitError,
   JobRevokedError,

@@ -10,3 +10,5 @@ export { WorkerMetrics } from './worker-metrics.js';
 export { decideOutcome } from './attempt-outcome.js';
 export type { OutcomeDecision, NextStep, WrittenState } from './attempt-outcome.js';
 export { WORKER_SETTINGS, WORKER_BIN_SETTINGS } from './settings.js';
+export { parseCeleryMessage, jobIdFor, kombuListFor } from './celery/celery-message.js';
+export { celeryException } from './celery/celery-results.js';

@@ -40,6 +40,18 @@ export interface JobRunnerDeps {
   isolationOf(task: ResolvedTask): IsolationKind | null;
   pool(kind: IsolationKind): HandlerPool;
   killGraceMs: number;
+  /** Per-job hooks of a bridge that feeds these queues (the Celery intake); none by default. */
+  bridge?: JobBridge | null;
+}
+
+/**
+ * What a bridge may change per job, decided from the job itself: a gate before the handler (an
+ * error it answers ends the job as FAILURE with that error, the handler not run), and the result
+ * backend the job's transitions go through (to write them elsewhere too).
+ */
+export interface JobBridge {
+  beforeStart(job: Job): Promise<Error | null> | null;
+  resultsFor(job: Job): ResultBackend | null;
 }
 
 /**
@@ -66,6 +78,8 @@ interface Delivery {
   /** The record's base, updated as the attempt goes; each write sends a copy. */
   base: RecordBase;
   logger: () => Logger;
+  /** Where this job's transitions go: the result backend, or a bridge's wrapper of it. */
+  results: ResultBackend;
 }
 
 type WriteExtra = Pick<TransitionOp, 'outcome' | 'outcomeJson' | 'progress'>;
@@ -113,9 +127,11 @@ class JobRunner {
     const redelivery = job.attemptsStarted > job.attemptsMade + 1 || job.stalledCounter > 0;
     if (redelivery) d.base.redelivered = job.stalledCounter > 0;
     const startOp: TransitionOp = { kind: 'write', id: d.id, delivery: d.number, state: 'STARTED', base: { ...d.base } };
+    const refused = await (deps.bridge?.beforeStart(job) ?? null);
+    if (refused) return this.#failBeforeStart(d, task.name, refused);
     const startFirst = deps.revoked.has(d.id) || redelivery;
     if (startFirst) {
-      const answer = await deps.results.transition(startOp);
+      const answer = await d.results.transition(startOp);
       const decision = decideOutcome('STARTED', answer);
       if (decision.step !== 'run') return this.#act(decision, 'STARTED', d, task.name, null);
       if (answer === 'REDELIVERED') d.base.redelivered = true;
@@ -142,11 +158,19 @@ class JobRunner {
       worker: workerId,
       ...(meta.retryOf ? { retryOf: meta.retryOf } : {}),
     };
-    return { job, id, number: job.attemptsStarted > 0 ? job.attemptsStarted : 1, base, logger };
+    const results = this.#deps.bridge?.resultsFor(job) ?? this.#deps.results;
+    return { job, id, number: job.attemptsStarted > 0 ? job.attemptsStarted : 1, base, logger, results };
   }
 
   #write(d: Delivery, kind: TransitionOp['kind'], state: TransitionOp['state'], extra: WriteExtra = {}): Promise<TransitionAnswer> {
-    return this.#deps.results.transition({ kind, id: d.id, delivery: d.number, state, base: { ...d.base }, ...extra });
+    return d.results.transition({ kind, id: d.id, delivery: d.number, state, base: { ...d.base }, ...extra });
+  }
+
+  /** A bridge's gate refused the job (a Celery task past its `expires`): FAILURE, the handler not run. */
+  async #failBeforeStart(d: Delivery, task: string, refused: Error): Promise<null> {
+    d.base.finishedAt = d.base.updatedAt;
+    const answer = await this.#write(d, 'write', 'FAILURE', { outcome: { error: errorInfo(refused) } });
+    return this.#act(decideOutcome('FAILURE', answer), 'FAILURE', d, task, new UnrecoverableError(refused.message));
   }
 
   async #failUnknownTask(d: Delivery): Promise<null> {
@@ -239,7 +263,7 @@ class JobRunner {
 
   /** STARTED, held back; an answer saying the job is revoked, final or lost aborts the attempt. */
   #pendingStart(d: Delivery, startOp: TransitionOp, controller: AttemptAbort): PendingStart {
-    return new PendingStart(this.#deps.results, startOp, this.#deps.startedDelayMs, {
+    return new PendingStart(d.results, startOp, this.#deps.startedDelayMs, {
       onAnswer: answer => {
         if (answer === 'REVOKED') controller.abort(new JobRevokedError(d.id));
         else if (answer === 'STALE' || isFinalAnswer(answer)) controller.abort(new StaleDeliveryError(d.id, d.number));

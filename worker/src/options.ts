@@ -76,6 +76,16 @@ export interface WorkerOptions {
   killGraceMs?: number;
   /** The module isolated runners load the tasks from, when `tasks` did not come from `loadTaskModule` (`--tasks`). */
   tasksModule?: string;
+  /**
+   * Celery queues (kombu Redis lists on the broker) to also consume Celery protocol-2 messages
+   * from, as taskline jobs (docs/MIGRATION-FROM-CELERY.md). @defaultValue `TASKLINE_CELERY_QUEUES` (comma-separated) or none
+   */
+  celeryQueues?: string[];
+  /**
+   * The Celery queue a Celery message for a task this worker does not define goes back to,
+   * unchanged, for Celery workers to run; never one of `celeryQueues`. @defaultValue `TASKLINE_CELERY_FALLBACK_QUEUE` or `celery`
+   */
+  celeryFallbackQueue?: string;
   /** Environment read for the defaults above. @defaultValue `process.env` */
   env?: Env;
 }
@@ -104,6 +114,8 @@ export interface ResolvedWorkerOptions {
   isolatedPoolSize: number;
   killGraceMs: number;
   tasksModule: string | null;
+  celeryQueues: string[];
+  celeryFallbackQueue: string;
   env: Env;
 }
 
@@ -133,7 +145,7 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     throw new ConfigError('WORKER_NO_TASKS', 'tasks', 'createWorker() needs `tasks`: the result of defineTasks({...}).');
   }
   const env = options.env ?? process.env;
-  const { queues, isolatedPoolSize, isolation, ...settings } = resolveSettings(WORKER_SETTINGS, { options, env });
+  const { queues, isolatedPoolSize, isolation, celeryQueues, celeryFallbackQueue, ...settings } = resolveSettings(WORKER_SETTINGS, { options, env });
   const routes = resolveRoutes(options.routes, env);
   const taskQueues = [...options.tasks.tasks.values()].map(t => t.queue ?? routes.queueFor(t.name) ?? DEFAULT_QUEUE);
   const isolationOf = isolationFor(isolation);
@@ -159,6 +171,23 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     isolationOf,
     isolatedPoolSize: isolatedPoolSize ?? Math.max(1, Math.min(settings.concurrency, availableParallelism())),
     tasksModule,
+    ...checkCeleryQueues(celeryQueues ?? [], celeryFallbackQueue),
     env,
   };
+}
+
+/** The Celery queues (the table's rows) as queue names, the fallback apart from them. */
+function checkCeleryQueues(queues: string[], celeryFallbackQueue: string): { celeryQueues: string[]; celeryFallbackQueue: string } {
+  const celeryQueues = [...new Set(queues)];
+  for (const queue of [...celeryQueues, celeryFallbackQueue]) {
+    if (!isQueueName(queue)) throw new ConfigError('WORKER_BAD_CELERY_QUEUE', 'celeryQueues', new InvalidNameError('queue', queue).message);
+  }
+  if (celeryQueues.includes(celeryFallbackQueue)) {
+    throw new ConfigError(
+      'WORKER_CELERY_FALLBACK_CONSUMED',
+      'celeryFallbackQueue',
+      `The Celery fallback queue "${celeryFallbackQueue}" is also a queue this worker consumes, so unknown tasks would come straight back; set TASKLINE_CELERY_FALLBACK_QUEUE / --celery-fallback-queue to a queue only Celery workers consume.`,
+    );
+  }
+  return { celeryQueues, celeryFallbackQueue };
 }

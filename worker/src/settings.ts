@@ -1,4 +1,4 @@
-import { int, list, metricsPortSetting, oneOf, setting, type Table } from '@taskline/shared/settings';
+import { int, list, metricsPortSetting, oneOf, setting, text, type Table } from '@taskline/shared/settings';
 
 /**
  * The worker's settings, as data: `resolveWorkerOptions` resolves them (options, then the
@@ -86,6 +86,20 @@ export const WORKER_SETTINGS = {
     parser: int({ min: 0, max: 600_000 }),
     default: 5000,
     doc: 'After a soft time limit, a revoke or a forced shutdown aborts an isolated handler, how long it may take before its runner is killed and replaced.',
+  }),
+  celeryQueues: setting({
+    env: 'TASKLINE_CELERY_QUEUES',
+    flag: 'celery-queues',
+    parser: list(),
+    defaultDoc: 'none',
+    doc: "Celery queues (kombu's Redis lists on the broker) whose Celery protocol-2 messages this worker also runs, as taskline jobs (docs/MIGRATION-FROM-CELERY.md).",
+  }),
+  celeryFallbackQueue: setting({
+    env: 'TASKLINE_CELERY_FALLBACK_QUEUE',
+    flag: 'celery-fallback-queue',
+    parser: text(),
+    default: 'celery',
+    doc: 'The Celery queue a Celery message for a task this worker does not define goes back to, unchanged, for Celery workers to run; never one of `TASKLINE_CELERY_QUEUES`.',
   }),
 } satisfies Table;
 

@@ -11,7 +11,7 @@ import type { Abortable } from './attempt-abort.js';
 import { FailedJobSettler } from './failed-job-settler.js';
 import { HandlerPool } from './isolation/handler-pool.js';
 import type { IsolationKind } from './tasks.js';
-import { createJobProcessor } from './job-runner.js';
+import { createJobProcessor, type JobRunnerDeps } from './job-runner.js';
 import { traceJobs } from './job-tracing.js';
 import { RevokedJobs } from './revoked-jobs.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './options.js';
@@ -19,6 +19,7 @@ import { TaskRateLimiter } from './rate-limiter.js';
 import { FetchGuard } from './fetch-guard.js';
 import { RateLimitedLog, refusesWrites } from './write-refusal.js';
 import { cachedDepthSource, WorkerMetrics, type QueueCounts } from './worker-metrics.js';
+import { createCeleryBridge, type CeleryBridge } from './celery/celery-bridge.js';
 
 /** `idle` → `starting` → `ready` → `draining` (in-flight jobs finish) → `closing` → `closed`. */
 export type WorkerState = Extract<LifecycleState, 'idle' | 'starting' | 'ready' | 'draining' | 'closing' | 'closed'>;
@@ -57,6 +58,7 @@ export class TasklineWorker {
   #forceRequested = false;
   readonly #errors: RateLimitedLog;
   readonly #pools = new Map<IsolationKind, HandlerPool>();
+  #celery: CeleryBridge | null = null;
   #force: () => void = () => {
     this.#forceRequested = true;
   };
@@ -104,7 +106,38 @@ export class TasklineWorker {
       logger: o.logger,
     });
     this.#results = results;
-    const revoked = new RevokedJobs(results, o.logger);
+    const revoked = await this.#followRevokes(results);
+    await new QueueRegistry(o.prefix).register(this.connections.broker.client(), o.queues);
+    this.#warnRouteDisagreements();
+    // Runners load the tasks module in a second or two: start them now, not at the first job, and
+    // fail the start if they cannot load it.
+    const kinds = new Set([...o.tasks.tasks.values()].map(task => o.isolationOf(task)).filter(k => k !== null));
+    await Promise.all([...kinds].map(kind => this.#pool(kind).warm()));
+    if (o.celeryQueues.length > 0) {
+      this.#celery = createCeleryBridge({ options: o, connections: this.connections, results, registry: this.registry, queue: name => this.#queue(name) });
+    }
+    const deps = this.#processorDeps(results, revoked);
+    for (const queue of o.queues) {
+      if (this.#closePromise) return;
+      await this.#consume(queue, deps);
+    }
+    this.#cleanups.push(this.#metrics.addDepthSource(cachedDepthSource(() => this.#queueDepths(), DEPTH_CACHE_MS)));
+    this.#startSettler(results);
+    if (this.#celery) {
+      const intake = this.#celery.intake;
+      await intake.start();
+      this.#cleanups.unshift(() => intake.close());
+      o.logger.info('Consuming Celery queues', { celeryQueues: o.celeryQueues, fallbackQueue: o.celeryFallbackQueue });
+    }
+    if (this.#closePromise) return;
+    this.#state = 'ready';
+    this.#metrics.ready.set(1);
+    o.logger.info('Worker ready', { queues: o.queues, concurrency: o.concurrency });
+  }
+
+  /** Revokes kept in memory: every one published from now on, and those stored before (resync). */
+  async #followRevokes(results: ResultBackend): Promise<RevokedJobs> {
+    const revoked = new RevokedJobs(results, this.options.logger);
     this.#cleanups.push(
       await results.onRevoke(
         jobId => {
@@ -115,67 +148,77 @@ export class TasklineWorker {
       ),
     );
     await revoked.resync();
-    await new QueueRegistry(o.prefix).register(this.connections.broker.client(), o.queues);
+    return revoked;
+  }
+
+  #warnRouteDisagreements(): void {
+    const o = this.options;
     for (const task of o.tasks.tasks.values()) {
       const routed = o.routes.queueFor(task.name);
       if (task.queue !== null && routed !== null && routed !== task.queue) {
         o.logger.warn('A task declares a queue its route disagrees with; producers follow the route', { task: task.name, declared: task.queue, routedTo: routed });
       }
     }
-    // Runners load the tasks module in a second or two: start them now, not at the first job, and
-    // fail the start if they cannot load it.
-    const kinds = new Set([...o.tasks.tasks.values()].map(task => o.isolationOf(task)).filter(k => k !== null));
-    await Promise.all([...kinds].map(kind => this.#pool(kind).warm()));
-    const rateLimiter = new TaskRateLimiter(o.prefix);
-    const workerId = `${hostname()}:${process.pid}`;
-    for (const queue of o.queues) {
-      if (this.#closePromise) return;
-      const connection = await this.connections.broker.bullmqConnection(1);
-      const processor = traceJobs(queue, createJobProcessor({
-        tasks: o.tasks,
-        queue,
-        broker: this.connections.broker,
-        results,
-        revoked,
-        rateLimiter,
-        metrics: this.#metrics,
-        logger: o.logger,
-        workerId,
-        running: this.#running,
-        startedDelayMs: o.startedDelayMs,
-        maxResultBytes: o.maxResultBytes,
-        progressIntervalMs: o.progressIntervalMs,
-        routes: o.routes,
-        isolationOf: o.isolationOf,
-        pool: kind => this.#pool(kind),
-        killGraceMs: o.killGraceMs,
-      }));
-      const worker = new Worker(queue, processor, {
-        connection,
-        prefix: o.prefix,
-        concurrency: o.concurrency,
-        autorun: false,
-        lockDuration: o.lockDurationMs,
-        stalledInterval: o.stalledIntervalMs,
-        maxStalledCount: o.maxStalledCount,
-        removeOnComplete: KEEP_COMPLETED,
-        removeOnFail: KEEP_FAILED,
-        settings: { backoffStrategy: tasklineBackoffStrategy },
-      });
-      // BullMQ waits before its next fetch after an error; the log says so once per window.
-      worker.on('error', err => this.#errors.error(`${queue}:${errorKey(err)}`, 'Queue worker error', { queue, error: err }));
-      // BullMQ refetches at once after a refused fetch (NOPERM, a script not loaded, OOM): back off.
-      const guard = new FetchGuard();
-      if (guard.install(worker)) this.#fetchGuards.set(queue, guard);
-      this.#workers.set(queue, worker);
-      this.#runs.push(
-        worker.run().catch((err: unknown) => {
-          o.logger.error('Queue worker stopped', { queue, error: err });
-        }),
-      );
-      await worker.waitUntilReady();
-    }
-    this.#cleanups.push(this.#metrics.addDepthSource(cachedDepthSource(() => this.#queueDepths(), DEPTH_CACHE_MS)));
+  }
+
+  /** What every queue's job processor shares (all but the queue's name). */
+  #processorDeps(results: ResultBackend, revoked: RevokedJobs): Omit<JobRunnerDeps, 'queue'> {
+    const o = this.options;
+    return {
+      tasks: o.tasks,
+      broker: this.connections.broker,
+      results,
+      revoked,
+      rateLimiter: new TaskRateLimiter(o.prefix),
+      metrics: this.#metrics,
+      logger: o.logger,
+      workerId: `${hostname()}:${process.pid}`,
+      running: this.#running,
+      startedDelayMs: o.startedDelayMs,
+      maxResultBytes: o.maxResultBytes,
+      progressIntervalMs: o.progressIntervalMs,
+      routes: o.routes,
+      isolationOf: o.isolationOf,
+      pool: kind => this.#pool(kind),
+      killGraceMs: o.killGraceMs,
+      bridge: this.#celery?.bridge ?? null,
+    };
+  }
+
+  /** One BullMQ worker for one queue, on a connection of its own, running once it is ready. */
+  async #consume(queue: string, deps: Omit<JobRunnerDeps, 'queue'>): Promise<void> {
+    const o = this.options;
+    const connection = await this.connections.broker.bullmqConnection(1);
+    const processor = traceJobs(queue, createJobProcessor({ ...deps, queue }));
+    const worker = new Worker(queue, processor, {
+      connection,
+      prefix: o.prefix,
+      concurrency: o.concurrency,
+      autorun: false,
+      lockDuration: o.lockDurationMs,
+      stalledInterval: o.stalledIntervalMs,
+      maxStalledCount: o.maxStalledCount,
+      removeOnComplete: KEEP_COMPLETED,
+      removeOnFail: KEEP_FAILED,
+      settings: { backoffStrategy: tasklineBackoffStrategy },
+    });
+    // BullMQ waits before its next fetch after an error; the log says so once per window.
+    worker.on('error', err => this.#errors.error(`${queue}:${errorKey(err)}`, 'Queue worker error', { queue, error: err }));
+    // BullMQ refetches at once after a refused fetch (NOPERM, a script not loaded, OOM): back off.
+    const guard = new FetchGuard();
+    if (guard.install(worker)) this.#fetchGuards.set(queue, guard);
+    this.#workers.set(queue, worker);
+    this.#runs.push(
+      worker.run().catch((err: unknown) => {
+        o.logger.error('Queue worker stopped', { queue, error: err });
+      }),
+    );
+    await worker.waitUntilReady();
+  }
+
+  /** Gives jobs the broker failed on its own (stall limit, unstorable result) their FAILURE record. */
+  #startSettler(results: ResultBackend): void {
+    const o = this.options;
     const settler = new FailedJobSettler({
       broker: this.connections.broker,
       results,
@@ -185,13 +228,10 @@ export class TasklineWorker {
       intervalMs: o.settleIntervalMs,
       metrics: this.#metrics,
       logger: o.logger,
+      ...(this.#celery ? { onSettled: this.#celery.bridge.settled.bind(this.#celery.bridge) } : {}),
     });
     settler.start();
     this.#cleanups.unshift(() => settler.stop());
-    if (this.#closePromise) return;
-    this.#state = 'ready';
-    this.#metrics.ready.set(1);
-    o.logger.info('Worker ready', { queues: o.queues, concurrency: o.concurrency });
   }
 
   /** The runners of isolated handlers, made on first use. */
@@ -255,13 +295,15 @@ export class TasklineWorker {
     );
     const refusing = full.filter((s): s is 'broker' | 'backend' => s !== null);
     const refusedFetches = [...this.#fetchGuards].flatMap(([queue, guard]) => (guard.failing ? [`queue "${queue}": the broker refuses to hand out jobs: ${guard.failing.message}`] : []));
-    const ok = this.#state === 'ready' && health.ok && consuming && refusing.length === 0 && refusedFetches.length === 0;
+    const ok = this.#state === 'ready' && health.ok && consuming && refusing.length === 0 && refusedFetches.length === 0 && !this.#celery?.intake.failing;
     this.#metrics.ready.set(ok ? 1 : 0);
     const failing = [health.broker, health.backend].filter(h => !h.ok).map(h => `${h.label}: ${h.error ?? 'unreachable'}`);
     for (const service of refusing) {
       failing.push(`${service === 'broker' ? 'broker' : 'result backend'}: out of memory (used memory over maxmemory), refusing writes; raise maxmemory or drain it`);
     }
     failing.push(...refusedFetches);
+    const intakeFailing = this.#celery?.intake.failing;
+    if (intakeFailing) failing.push(intakeFailing);
     return { ok, state: this.#state, broker: health.broker.ok, backend: health.backend.ok, queues, ...(refusing.length ? { refusingWrites: refusing } : {}), ...(failing.length ? { errors: failing } : {}) };
   }
 
