@@ -4,7 +4,7 @@ import { ValidationError } from './errors.js';
 /** What `defineTasks` returns, as far as a producer reads it (it never imports @taskline/worker). */
 export interface TaskSetLike {
   readonly kind: 'taskline.tasks';
-  readonly tasks: ReadonlyMap<string, { readonly schema?: StandardSchemaV1 | null }>;
+  readonly byName: ReadonlyMap<string, { readonly schema?: StandardSchemaV1 | null }>;
 }
 
 /** The `tasks` option: a tasks module's `defineTasks(...)` result, or task names. */
@@ -18,13 +18,13 @@ function invalid(field: string, message: string): ValidationError {
 }
 
 function isTaskSetLike(value: unknown): value is TaskSetLike {
-  return typeof value === 'object' && value !== null && (value as TaskSetLike).kind === 'taskline.tasks' && (value as TaskSetLike).tasks instanceof Map;
+  return typeof value === 'object' && value !== null && (value as TaskSetLike).kind === 'taskline.tasks' && (value as TaskSetLike).byName instanceof Map;
 }
 
 /** The `tasks` option, else `TASKLINE_TASKS` (comma-separated names), else `null` (any task). */
 export function resolveKnownTasks(option: ProducerTasks | undefined, env: Record<string, string | undefined>): KnownTasks | null {
   if (option !== undefined && isTaskSetLike(option)) {
-    return new Map([...option.tasks].map(([name, task]) => [name, task.schema ?? null]));
+    return new Map([...option.byName].map(([name, task]) => [name, task.schema ?? null]));
   }
   const field = option !== undefined ? 'tasks' : 'TASKLINE_TASKS';
   const names = option ?? (env['TASKLINE_TASKS'] ?? '').split(',').map(name => name.trim()).filter(Boolean);

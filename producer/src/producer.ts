@@ -54,7 +54,7 @@ export class Producer<Tasks extends TaskMap = UntypedTasks> {
   readonly #logger: Logger;
   readonly #ownsConnections: boolean;
   readonly #queues = new Map<string, Promise<Queue>>();
-  readonly #registry: QueueRegistry;
+  readonly #queueRegistry: QueueRegistry;
   #queueList: { at: number; names: Promise<string[]> } | null = null;
   #state: ProducerState = 'idle';
   #connecting: Promise<void> | null = null;
@@ -83,10 +83,10 @@ export class Producer<Tasks extends TaskMap = UntypedTasks> {
       expiresSeconds: this.options.resultExpiresSeconds,
       logger: this.#logger,
     });
-    this.#registry = new QueueRegistry(this.options.prefix);
+    this.#queueRegistry = new QueueRegistry(this.options.prefix);
     this.inspect = new QueueInspector({
       queue: name => this.#queue(name),
-      queues: async () => this.#registry.list(await this.#broker()),
+      queues: async () => this.#queueRegistry.list(await this.#broker()),
       reenqueue: jobs => this.#enqueue(jobs),
     });
   }
@@ -128,7 +128,7 @@ export class Producer<Tasks extends TaskMap = UntypedTasks> {
         await this.#ready();
         const connection = await this.#connections.broker.bullmqConnection(0);
         // The queue is listed for operators and for finding jobs, before its first job exists.
-        await this.#registry.register(connection, [name]);
+        await this.#queueRegistry.register(connection, [name]);
         const q = new Queue(name, {
           connection,
           prefix: this.options.prefix,
@@ -249,7 +249,7 @@ export class Producer<Tasks extends TaskMap = UntypedTasks> {
     const now = Date.now();
     if (!this.#queueList || now - this.#queueList.at > QUEUE_LIST_CACHE_MS) {
       const names = this.#broker()
-        .then(client => this.#registry.list(client))
+        .then(client => this.#queueRegistry.list(client))
         .then(listed => [...new Set([...this.#queues.keys(), this.options.defaultQueue, ...listed])]);
       names.catch(() => (this.#queueList = null));
       this.#queueList = { at: now, names };

@@ -4,12 +4,12 @@
  */
 
 /** Which Redis service a connection belongs to. */
-export type ServiceRole = 'broker' | 'backend';
+export type ServiceName = 'broker' | 'backend';
 
 /** The kind used to label connection-error metrics and to decide on retries. */
 export type ErrorKind = 'network' | 'auth' | 'tls' | 'config' | 'protocol' | 'memory';
 
-export const SERVICE_LABEL: Record<ServiceRole, string> = {
+export const SERVICE_LABEL: Record<ServiceName, string> = {
   broker: 'broker',
   backend: 'result backend',
 };
@@ -37,7 +37,7 @@ export class ConfigError extends TasklineError {
 export interface ConnectionErrorFields {
   code: string;
   kind: ErrorKind;
-  service: ServiceRole;
+  service: ServiceName;
   host: string;
   port: number;
   /** Whether reconnecting can fix it (network blips) or not (bad password, untrusted certificate). */
@@ -49,7 +49,7 @@ export interface ConnectionErrorFields {
 export class ConnectionError extends TasklineError {
   override name = 'ConnectionError';
   readonly kind: ErrorKind;
-  readonly service: ServiceRole;
+  readonly service: ServiceName;
   readonly host: string;
   readonly port: number;
   readonly retryable: boolean;
@@ -79,10 +79,10 @@ export class AuthError extends ConnectionError {
  */
 export class PoolExhaustedError extends TasklineError {
   override name = 'PoolExhaustedError';
-  readonly service: ServiceRole;
+  readonly service: ServiceName;
   readonly max: number;
   readonly waitedMs: number | null;
-  constructor(service: ServiceRole, max: number, waitedMs: number | null) {
+  constructor(service: ServiceName, max: number, waitedMs: number | null) {
     super(
       'POOL_EXHAUSTED',
       waitedMs === null
@@ -99,8 +99,8 @@ export class PoolExhaustedError extends TasklineError {
 /** A pool's wait queue is full: more callers are waiting than it is allowed to hold. */
 export class PoolQueueFullError extends TasklineError {
   override name = 'PoolQueueFullError';
-  readonly service: ServiceRole;
-  constructor(service: ServiceRole, maxWaiting: number) {
+  readonly service: ServiceName;
+  constructor(service: ServiceName, maxWaiting: number) {
     super(
       'POOL_QUEUE_FULL',
       `${maxWaiting} callers are already waiting for a ${SERVICE_LABEL[service]} connection; ` +

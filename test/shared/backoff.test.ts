@@ -31,9 +31,9 @@ describe('one backoff shape (no Redis)', function () {
   });
 
   it('a task, an enqueue call and a schedule entry take the same shape', function () {
-    const task = defineTasks({ t: { run: () => 1, backoff: { type: 'fixed', delayMs: 50 } } }).tasks.get('t');
+    const task = defineTasks({ t: { run: () => 1, backoff: { type: 'fixed', delayMs: 50 } } }).byName.get('t');
     expect(task?.backoff).to.deep.equal({ type: 'fixed', delayMs: 50, maxDelayMs: 3_600_000, jitter: 0 });
-    expect(defineTasks({ t: { run: () => 1 } }).tasks.get('t')?.backoff).to.deep.equal(DEFAULT_BACKOFF);
+    expect(defineTasks({ t: { run: () => 1 } }).byName.get('t')?.backoff).to.deep.equal(DEFAULT_BACKOFF);
     expect(() => defineTasks({ t: { run: () => 1, backoff: { type: 'fixed', delayMs: -1 } } })).to.throw(/Task "t": backoff.delayMs must be a whole number/);
     const producer = resolveProducerOptions({ env: {} });
     const enqueued = resolveEnqueueOptions({ backoff: { type: 'exponential', delayMs: 300, maxDelayMs: 5000 } }, producer);

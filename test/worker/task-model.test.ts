@@ -51,7 +51,7 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
 
   /** The module's tasks, limited to `names` (a worker then warms isolated runners only for those it needs). */
   const only = (...names: string[]): TaskSet =>
-    Object.freeze({ kind: tasks.kind, module: tasks.module, tasks: new Map([...tasks.tasks].filter(([name]) => names.includes(name))) });
+    Object.freeze({ kind: tasks.kind, module: tasks.module, byName: new Map([...tasks.byName].filter(([name]) => names.includes(name))) });
 
   const runsOf = (id: string): string[][] =>
     readFileSync(runLog, 'utf8')

@@ -143,7 +143,7 @@ describe('typed tasks: schemas at enqueue, in the worker and over HTTP; unknown 
       writeFileSync(path.join(dir, 'cjs', 'tasks.ts'), "import { defineTasks } from '@taskline/worker';\nexport const tasks = defineTasks({ 'outside-ts': { run: (d: { n: number }) => d.n * 4 } });\n");
       const esm = await loadTaskModule(path.join(dir, 'tasks.mjs'));
       const ts = await loadTaskModule(path.join(dir, 'cjs', 'tasks.ts'));
-      expect([...esm.tasks.keys(), ...ts.tasks.keys()]).to.deep.equal(['outside', 'outside-ts']);
+      expect([...esm.byName.keys(), ...ts.byName.keys()]).to.deep.equal(['outside', 'outside-ts']);
       await startWorker({ tasks: esm, env: redis.env, prefix });
       const caller = client(redis.env, prefix);
       const record = await caller.waitFor(await caller.enqueue('outside', { n: 5 }));

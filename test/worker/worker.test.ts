@@ -6,13 +6,13 @@ import { client, closeAll, openCount, startPair, startWorker, uniquePrefix, unti
 
 /** Test-only tasks beside the examples: misbehaving handlers and a counter of runs. */
 function testTasks(runs: string[]): TaskSet {
-  const examples = Object.fromEntries([...exampleTasks.tasks].map(([name, t]) => [name, { run: t.run, attempts: t.attempts, backoff: t.backoff, ...(t.timeoutMs ? { timeoutMs: t.timeoutMs } : {}) }]));
+  const examples = Object.fromEntries([...exampleTasks.byName].map(([name, t]) => [name, { run: t.run, attempts: t.attempts, backoff: t.backoff, ...(t.timeoutMs ? { timeoutMs: t.timeoutMs } : {}) }]));
   return defineTasks({
     ...examples,
     record: { run: (data: { tag: string }) => void runs.push(data.tag) },
     'throw-string': { run: () => Promise.reject('plain string, not an Error') },
     hang: { run: () => new Promise(() => undefined), timeoutMs: 300 },
-    'limited-sleep': { run: exampleTasks.tasks.get('sleep')!.run, timeoutMs: 300 },
+    'limited-sleep': { run: exampleTasks.byName.get('sleep')!.run, timeoutMs: 300 },
     bigint: { run: () => 10n },
     limited: { run: () => Date.now(), rateLimit: { max: 2, durationMs: 1000 } },
   });

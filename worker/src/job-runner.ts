@@ -98,7 +98,7 @@ class JobRunner {
   constructor(deps: JobRunnerDeps) {
     const { metrics, queue } = deps;
     this.#deps = deps;
-    this.#known = [...deps.tasks.tasks.keys()];
+    this.#known = [...deps.tasks.byName.keys()];
     this.#latency = metrics.latency.labels({ queue });
     const active = metrics.active.labels({ queue });
     const overrunning = metrics.overrunning.labels({ queue });
@@ -108,7 +108,7 @@ class JobRunner {
 
   async process(job: Job, token: string | undefined): Promise<null> {
     const deps = this.#deps;
-    const task = deps.tasks.tasks.get(job.name);
+    const task = deps.tasks.byName.get(job.name);
     const meta = jobMeta(job.opts);
     const d = this.#delivery(job, task, meta);
     if (!task) return this.#failUnknownTask(d);

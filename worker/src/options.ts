@@ -147,10 +147,10 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
   const env = options.env ?? process.env;
   const { queues, isolatedPoolSize, isolation, celeryQueues, celeryFallbackQueue, ...settings } = resolveSettings(WORKER_SETTINGS, { options, env });
   const routes = resolveRoutes(options.routes, env);
-  const taskQueues = [...options.tasks.tasks.values()].map(t => t.queue ?? routes.queueFor(t.name) ?? DEFAULT_QUEUE);
+  const taskQueues = [...options.tasks.byName.values()].map(t => t.queue ?? routes.queueFor(t.name) ?? DEFAULT_QUEUE);
   const isolationOf = isolationFor(isolation);
   const tasksModule = options.tasksModule ?? options.tasks.module ?? null;
-  const isolatedTasks = [...options.tasks.tasks.values()].filter(t => isolationOf(t) !== null);
+  const isolatedTasks = [...options.tasks.byName.values()].filter(t => isolationOf(t) !== null);
   if (isolatedTasks.length > 0 && tasksModule === null) {
     throw new ConfigError(
       'WORKER_ISOLATION_NO_MODULE',

@@ -35,5 +35,5 @@ export async function loadTaskModule(path: string): Promise<TaskSet> {
       `The tasks module ${file} exports no tasks; make its default export (or an export named "tasks") the result of defineTasks({...}) from '@taskline/worker'.`,
     );
   }
-  return Object.freeze({ kind: candidate.kind, tasks: candidate.tasks, module: file });
+  return Object.freeze({ kind: candidate.kind, byName: candidate.byName, module: file });
 }

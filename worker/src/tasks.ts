@@ -112,7 +112,7 @@ export interface ResolvedTask {
  */
 export interface TaskSet<Tasks extends TaskMap = TaskMap> extends TypedTaskSet<Tasks> {
   readonly kind: 'taskline.tasks';
-  readonly tasks: ReadonlyMap<string, ResolvedTask>;
+  readonly byName: ReadonlyMap<string, ResolvedTask>;
   /** The module the tasks were loaded from (set by `loadTaskModule` / `--tasks`): isolated runners load it too. */
   readonly module?: string;
 }
@@ -198,9 +198,9 @@ export function defineTasks<Defs extends Record<string, AnyDefinition>>(definiti
   const tasks = new Map<string, ResolvedTask>();
   for (const [name, def] of Object.entries(definitions)) tasks.set(name, resolveTask(name, def as TaskDefinition));
   if (tasks.size === 0) throw new ConfigError('TASK_INVALID', 'tasks', 'defineTasks() was given no tasks; define at least one.');
-  return Object.freeze({ kind: 'taskline.tasks' as const, tasks });
+  return Object.freeze({ kind: 'taskline.tasks' as const, byName: tasks });
 }
 
 export function isTaskSet(value: unknown): value is TaskSet {
-  return typeof value === 'object' && value !== null && (value as TaskSet).kind === 'taskline.tasks' && (value as TaskSet).tasks instanceof Map;
+  return typeof value === 'object' && value !== null && (value as TaskSet).kind === 'taskline.tasks' && (value as TaskSet).byName instanceof Map;
 }

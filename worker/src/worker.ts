@@ -111,7 +111,7 @@ export class TasklineWorker {
     this.#warnRouteDisagreements();
     // Runners load the tasks module in a second or two: start them now, not at the first job, and
     // fail the start if they cannot load it.
-    const kinds = new Set([...o.tasks.tasks.values()].map(task => o.isolationOf(task)).filter(k => k !== null));
+    const kinds = new Set([...o.tasks.byName.values()].map(task => o.isolationOf(task)).filter(k => k !== null));
     await Promise.all([...kinds].map(kind => this.#pool(kind).warm()));
     if (o.celeryQueues.length > 0) {
       this.#celery = createCeleryBridge({ options: o, connections: this.connections, results, registry: this.registry, queue: name => this.#queue(name) });
@@ -153,7 +153,7 @@ export class TasklineWorker {
 
   #warnRouteDisagreements(): void {
     const o = this.options;
-    for (const task of o.tasks.tasks.values()) {
+    for (const task of o.tasks.byName.values()) {
       const routed = o.routes.queueFor(task.name);
       if (task.queue !== null && routed !== null && routed !== task.queue) {
         o.logger.warn('A task declares a queue its route disagrees with; producers follow the route', { task: task.name, declared: task.queue, routedTo: routed });

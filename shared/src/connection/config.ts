@@ -1,5 +1,5 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
-import { ConfigError, type ServiceRole } from '../errors.js';
+import { ConfigError, type ServiceName } from '../errors.js';
 import { envPrefix } from './error-mapping.js';
 import { checkCommandLinePassword, envLayer, merge, optionsLayer, type EndpointLayer, type RedisEndpointOptions } from './endpoint-layers.js';
 import { isProduction } from '../process/index.js';
@@ -40,7 +40,7 @@ export interface ResolvedTlsOptions {
 }
 
 export interface ResolvedEndpoint {
-  service: ServiceRole;
+  service: ServiceName;
   host: string;
   port: number;
   db: number;
@@ -79,7 +79,7 @@ function checkReadable(variable: string, file: string, what: string): string {
 }
 
 function resolveEndpoint(
-  service: ServiceRole,
+  service: ServiceName,
   layer: EndpointLayer,
   shared: { production: boolean; allowPlaintext: boolean; minVersion: TlsVersion; maxVersion: TlsVersion; ciphers: string },
   warnings: string[],

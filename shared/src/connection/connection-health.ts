@@ -1,12 +1,12 @@
 import type { TLSSocket } from 'node:tls';
 import type { Redis } from 'ioredis';
-import { SERVICE_LABEL, type ServiceRole } from '../errors.js';
+import { SERVICE_LABEL, type ServiceName } from '../errors.js';
 import { toConnectionError, type ConnectionTarget } from './error-mapping.js';
 import { withTimeout } from '../process/index.js';
 
 /** What `checkHealth()` reports for one Redis service. */
 export interface ConnectionHealth {
-  service: ServiceRole;
+  service: ServiceName;
   label: string;
   host: string;
   port: number;

@@ -1,4 +1,4 @@
-import { ClosedError, PoolExhaustedError, PoolQueueFullError, type ServiceRole } from '../errors.js';
+import { ClosedError, PoolExhaustedError, PoolQueueFullError, type ServiceName } from '../errors.js';
 import type { ConnectionMetrics } from '../process/index.js';
 
 interface Waiter {
@@ -13,7 +13,7 @@ interface Waiter {
  * until a slot frees up or the acquire timeout runs out.
  */
 export class ConnectionSlots {
-  readonly service: ServiceRole;
+  readonly service: ServiceName;
   readonly max: number;
   readonly #acquireTimeoutMs: number;
   readonly #maxWaiting: number;
@@ -23,7 +23,7 @@ export class ConnectionSlots {
   #closed = false;
   readonly #waiters: Waiter[] = [];
 
-  constructor(service: ServiceRole, limits: { max: number; acquireTimeoutMs: number; maxWaiting: number }, metrics: ConnectionMetrics) {
+  constructor(service: ServiceName, limits: { max: number; acquireTimeoutMs: number; maxWaiting: number }, metrics: ConnectionMetrics) {
     this.service = service;
     this.max = limits.max;
     this.#acquireTimeoutMs = limits.acquireTimeoutMs;

@@ -1,4 +1,4 @@
-import { ConfigError, type ServiceRole } from '../errors.js';
+import { ConfigError, type ServiceName } from '../errors.js';
 import { envPrefix } from './error-mapping.js';
 import { endpointTable, type EndpointPrefix } from './connection-table.js';
 import { int } from '../settings/index.js';
@@ -144,7 +144,7 @@ export function optionsLayer(options: RedisEndpointOptions | undefined, name: st
  * A password in a URL given on the command line is visible to every user of the host (`ps`,
  * /proc/<pid>/cmdline): warned about outside production, refused in production.
  */
-export function checkCommandLinePassword(flag: string, url: string | undefined, service: ServiceRole, production: boolean, warnings: string[]): void {
+export function checkCommandLinePassword(flag: string, url: string | undefined, service: ServiceName, production: boolean, warnings: string[]): void {
   if (!url) return;
   let password = '';
   try {

@@ -4,13 +4,13 @@ import {
   SERVICE_LABEL,
   TlsError,
   type ErrorKind,
-  type ServiceRole,
+  type ServiceName,
 } from '../errors.js';
 import { scrubSecrets } from '../process/index.js';
 
 /** Where a failed connection was going; used to word the error. */
 export interface ConnectionTarget {
-  service: ServiceRole;
+  service: ServiceName;
   host: string;
   port: number;
   tls: boolean;
@@ -252,7 +252,7 @@ export function scriptsNotLoadedSentence(target: ConnectionTarget, what: string)
 }
 
 /** The environment-variable prefix of a service, used in fix-it sentences. */
-export function envPrefix(service: ServiceRole): string {
+export function envPrefix(service: ServiceName): string {
   return service === 'broker' ? 'REDIS_' : 'RESULT_REDIS_';
 }
 

@@ -11,7 +11,7 @@ export { TasklineConnections, createConnections } from './connections.js';
 export type { HealthReport } from './connections.js';
 export { isRetryableConnectionError, toConnectionError } from './error-mapping.js';
 export { RedisService } from './redis-service.js';
-export type { ConnectionHealth, Lease } from './redis-service.js';
+export type { ConnectionHealth, LeasedConnection } from './redis-service.js';
 export { evalScript, luaScript } from './script-policy.js';
 export type { LuaScript } from './script-policy.js';
 export { checkCipherList } from './tls-policy.js';

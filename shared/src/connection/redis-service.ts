@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { ResolvedConnectionOptions, ResolvedEndpoint } from './config.js';
-import { ClosedError, PoolExhaustedError, SERVICE_LABEL, type ServiceRole } from '../errors.js';
+import { ClosedError, PoolExhaustedError, SERVICE_LABEL, type ServiceName } from '../errors.js';
 import { errorKind, isFatalConnectionError, toConnectionError, type ConnectionTarget } from './error-mapping.js';
 import { explainStartFailure, probePlaintextLater } from './connection-diagnostics.js';
 import { checkConnectionHealth, describeTls, type ConnectionHealth } from './connection-health.js';
@@ -15,7 +15,7 @@ import { TlsContextProvider } from './tls-context.js';
 export type { ConnectionHealth, ProcessRole };
 
 /** A dedicated connection lent for blocking commands; give it back with `release()`. */
-export interface Lease {
+export interface LeasedConnection {
   readonly client: Redis;
   /** Returns the connection to the pool (or closes it if it broke). Safe to call twice. */
   release(): void;
@@ -29,7 +29,7 @@ const IDLE_CLOSE_MS = 30_000;
  * commands, and BullMQ's duplicates, every one of them counted against the service's bound.
  */
 export class RedisService {
-  readonly service: ServiceRole;
+  readonly service: ServiceName;
   readonly endpoint: ResolvedEndpoint;
   readonly target: ConnectionTarget;
   readonly #settings: ResolvedConnectionOptions;
@@ -114,7 +114,7 @@ export class RedisService {
   }
 
   /** Lends a dedicated connection for a blocking command, waiting in line if all are in use. */
-  async lease(): Promise<Lease> {
+  async lease(): Promise<LeasedConnection> {
     if (this.#closing) throw new ClosedError(`The ${SERVICE_LABEL[this.service]} connections`);
     let client: Redis | undefined;
     while (!client) {

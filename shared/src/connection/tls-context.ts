@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext, type ConnectionOptions as NodeTlsOptions, type SecureContext } from 'node:tls';
-import { ConfigError, type ServiceRole } from '../errors.js';
+import { ConfigError, type ServiceName } from '../errors.js';
 import { envPrefix } from './error-mapping.js';
 import type { ResolvedTlsOptions } from './config.js';
 
@@ -42,13 +42,13 @@ export interface LocalCertificateInfo {
  * uses the files as they are now. Connections already open keep their session.
  */
 export class TlsContextProvider {
-  readonly service: ServiceRole;
+  readonly service: ServiceName;
   readonly settings: ResolvedTlsOptions;
   #context: SecureContext | null = null;
   #stamps = '';
   #local: LocalCertificateInfo[] = [];
 
-  constructor(service: ServiceRole, settings: ResolvedTlsOptions) {
+  constructor(service: ServiceName, settings: ResolvedTlsOptions) {
     this.service = service;
     this.settings = settings;
     this.current(); // fail at start-up, not at the first connect, if a file is bad

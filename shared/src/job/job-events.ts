@@ -3,7 +3,7 @@ import type { JobResultRecord } from './job-contract.js';
 import { isTerminalState, type JobState } from './job-states.js';
 import type { RecordKeys } from './job-record.js';
 import type { Logger } from '../process/index.js';
-import type { Lease, RedisService } from '../connection/index.js';
+import type { LeasedConnection, RedisService } from '../connection/index.js';
 
 /** Waiting for a result ran out of time; the job may still finish later. */
 export class ResultTimeoutError extends TasklineError {
@@ -59,7 +59,7 @@ export class JobEvents {
   readonly #subscribed = new Map<string, Promise<unknown>>();
   readonly #revokeListeners = new Set<RevokeListener>();
   readonly #jobPrefix: string;
-  #subscriber: Promise<Lease> | null = null;
+  #subscriber: Promise<LeasedConnection> | null = null;
   #recheckTimer: NodeJS.Timeout | null = null;
   #closed = false;
 
@@ -132,7 +132,7 @@ export class JobEvents {
       .catch(() => undefined);
   }
 
-  #ensureSubscriber(): Promise<Lease> {
+  #ensureSubscriber(): Promise<LeasedConnection> {
     if (this.#closed) return Promise.reject(new ClosedError('The result backend'));
     this.#subscriber ??= (async () => {
       const lease = await this.#deps.service.lease();

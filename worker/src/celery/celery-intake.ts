@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Counter, Registry } from 'prom-client';
 import type { Logger, Routes } from '@taskline/shared';
 import { getOrCreateCounter, sleep, withTimeout } from '@taskline/shared/process';
-import { type Lease, type RedisService } from '@taskline/shared/connection';
+import { type LeasedConnection, type RedisService } from '@taskline/shared/connection';
 import { type ResultBackend } from '@taskline/shared/job';
 import type { TaskSet } from '../tasks.js';
 import { unsupportedCanvas } from './celery-canvas.js';
@@ -69,7 +69,7 @@ export class CeleryIntake {
   readonly #processing: string;
   readonly #messages: Counter<'queue' | 'outcome'>;
   readonly #deadLetters: Counter<'reason'>;
-  #lease: Lease | null = null;
+  #lease: LeasedConnection | null = null;
   #closing = false;
   #rescan = true;
   #blockIndex = 0;
@@ -212,7 +212,7 @@ export class CeleryIntake {
         continue;
       }
       const message = parsed.message;
-      const task = this.#o.tasks.tasks.get(message.task);
+      const task = this.#o.tasks.byName.get(message.task);
       if (!task) {
         queueFallback(moves, entry.raw, this.#o.fallbackQueue, rawPriority(entry.raw));
         moves.lrem(this.#processing, 1, entry.raw);

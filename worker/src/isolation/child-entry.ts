@@ -39,7 +39,7 @@ async function serve(): Promise<void> {
       return;
     }
     const { id, ctx: wire } = message;
-    const task = tasks.tasks.get(message.task);
+    const task = tasks.byName.get(message.task);
     const controller = new AbortController();
     running.set(id, controller);
     const log = (level: 'debug' | 'info' | 'warn' | 'error') => (text: string, fields: Record<string, unknown> = {}) =>
