@@ -6,11 +6,11 @@ import { QueueRegistry, ResultBackend, canTransition, checkSchema, describeSchem
 import { toConnectionError } from '@taskline/shared/connection';
 import { closeInOrder, withTimeout } from '@taskline/shared/process';
 import { isResolvedConnectionOptions } from '@taskline/shared/connection';
+import { QueueInspector } from '@taskline/shared/ops';
 import { addJobs, EnqueueBulkError, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
 import { endEnqueueSpans, startEnqueueSpans } from './enqueue-tracing.js';
 import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
 import { findOnBroker, recordFromBroker, type BrokerJob } from './job-lookup.js';
-import { QueueInspector } from './inspector.js';
 import { watchJob, type JobWatchEvent } from './job-watch.js';
 import { ProducerMetrics, enqueueErrorReason } from './producer-metrics.js';
 import { resolveProducerOptions, type EnqueueOptions, type ProducerOptions, type ResolvedProducerOptions } from './options.js';

@@ -12,7 +12,7 @@ export { TimeoutError } from './process/lifecycle.js';
 export type { LifecycleState } from './process/lifecycle.js';
 export { createConnections, TasklineConnections } from './connection/connections.js';
 export type { CreateConnectionsOptions, HealthReport, ConnectionsState } from './connection/connections.js';
-export { TasklineError, ConfigError, ConnectionError, TlsError, AuthError, PoolExhaustedError, PoolQueueFullError, ClosedError } from './errors.js';
+export { TasklineError, ConfigError, ConnectionError, TlsError, AuthError, PoolExhaustedError, PoolQueueFullError, ClosedError, ValidationError, JobNotFoundError, JobStateError } from './errors.js';
 export type { Backoff } from './job/job-backoff.js';
 export { Secret } from './process/secret.js';
 export { createLogger, createSilentLogger } from './process/logger.js';

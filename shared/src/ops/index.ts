@@ -9,3 +9,5 @@ export type { OpsServer, ReadinessReport } from './ops-server.js';
 export type { ScriptContribution } from './script-loader.js';
 export { scriptsCommand } from './scripts-command.js';
 export { StartTimeoutError, canStartLater, startWithRetry } from './start-retry.js';
+export { COUNTED_STATES, QueueInspector } from './queue-inspector.js';
+export type { CountedState, FailedJobSummary, InspectedJob, InspectedQueue, InspectorDeps, RetriedJob, RetryCopy } from './queue-inspector.js';

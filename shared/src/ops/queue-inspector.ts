@@ -1,8 +1,51 @@
-import type { Job, Queue } from 'bullmq';
-import { jobMeta } from '@taskline/shared/job';
-import type { BulkJob, EnqueueResult } from './enqueue.js';
-import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
-import { checkQueueName, type EnqueueOptions } from './options.js';
+import { InvalidNameError, isQueueName } from '../names.js';
+import { JobNotFoundError, JobStateError, ValidationError } from '../errors.js';
+import { jobMeta } from '../job/index.js';
+
+/**
+ * The operator's view of the broker (counts, failed jobs, retry, remove, pause/resume), here so
+ * that every bin can mount `inspect` without depending on another process's package. It reads
+ * queues through the few BullMQ `Queue` methods below and re-enqueues through its owner.
+ */
+
+/** The BullMQ `Queue` methods the inspector uses (a `Queue` is one). */
+export interface InspectedQueue {
+  readonly name: string;
+  getJobCounts(...states: string[]): Promise<Record<string, number>>;
+  getFailed(start?: number, end?: number): Promise<InspectedJob[]>;
+  getJob(id: string): Promise<InspectedJob | undefined>;
+  clean(grace: number, limit: number, type: 'failed'): Promise<string[]>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  isPaused(): Promise<boolean>;
+}
+
+/** The BullMQ `Job` fields and methods the inspector uses. */
+export interface InspectedJob {
+  id?: string | undefined;
+  name: string;
+  data: unknown;
+  opts: { priority?: number | undefined };
+  failedReason: string;
+  attemptsMade: number;
+  finishedOn?: number | undefined;
+  getState(): Promise<string>;
+  remove(): Promise<void>;
+}
+
+/** A failed job's copy, enqueued again by the inspector's owner (the producer). */
+export interface RetryCopy {
+  task: string;
+  data: unknown;
+  options: { queue: string; priority?: number; timeoutMs?: number };
+  retryOf: string;
+}
+
+function checkQueueName(queue: unknown, field = 'queue'): string {
+  if (typeof queue !== 'string') throw new ValidationError('INVALID_OPTION', field, `${field} must be a string (a queue name), got ${typeof queue}.`);
+  if (!isQueueName(queue)) throw new ValidationError('INVALID_OPTION', field, new InvalidNameError('queue', queue).message);
+  return queue;
+}
 
 /** Job states counted per queue, as BullMQ names them. */
 export const COUNTED_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'failed', 'waiting-children', 'completed'] as const;
@@ -18,12 +61,12 @@ export interface FailedJobSummary {
   failedAt: string | null;
 }
 
-interface InspectorDeps {
-  queue(name: string): Promise<Queue>;
+export interface InspectorDeps {
+  queue(name: string): Promise<InspectedQueue>;
   /** The deployment's queues (the broker's registry). */
   queues(): Promise<string[]>;
   /** Enqueues copies of failed jobs as new jobs. */
-  reenqueue(jobs: Array<BulkJob & { retryOf: string }>): Promise<EnqueueResult[]>;
+  reenqueue(jobs: RetryCopy[]): Promise<Array<{ id: string }>>;
 }
 
 /** A failed job run again: a new job (its own id and record); the failed one keeps its FAILURE. */
@@ -96,9 +139,9 @@ export class QueueInspector {
     }
   }
 
-  async #retry(q: Queue, jobs: Job[]): Promise<RetriedJob[]> {
+  async #retry(q: InspectedQueue, jobs: InspectedJob[]): Promise<RetriedJob[]> {
     const copies = jobs.map(job => {
-      const options: EnqueueOptions = { queue: q.name };
+      const options: RetryCopy['options'] = { queue: q.name };
       if (job.opts.priority) options.priority = job.opts.priority;
       const meta = jobMeta(job.opts);
       if (meta.timeoutMs !== undefined) options.timeoutMs = meta.timeoutMs;
@@ -125,7 +168,7 @@ export class QueueInspector {
     return 1;
   }
 
-  async #failedJob(q: Queue, id: string) {
+  async #failedJob(q: InspectedQueue, id: string): Promise<InspectedJob> {
     const job = await q.getJob(id);
     if (!job) throw new JobNotFoundError(id, ` in queue "${q.name}"`);
     const state = await job.getState();
