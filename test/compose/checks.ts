@@ -1,7 +1,8 @@
 // The checks of pnpm test:compose against the running production compose stack. Run by
 // scripts/test-compose.sh (which starts the engine, makes the images, certificates and secrets,
 // and tears everything down); prints one line per check and a summary line, exits 1 on a failure.
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { connect as netConnect } from 'node:net';
 import path from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -208,6 +209,25 @@ const checks: Check[] = [
           'ls /app/node_modules/.pnpm | grep -E "^(typescript|mocha|chai|eslint|testcontainers)@" ; ls /app/*/src 2>/dev/null; true']);
       expect(listing.trim(), 'keys, dev dependencies or sources in the image').to.equal('');
       return `image ${mb(await imageSize(image))}, taskline's own layers ${mb(own)} over ${baseImage}`;
+    },
+  },
+  {
+    name: 'image: a tasks module mounted outside the install tree resolves @taskline/worker (the worker provides it)',
+    run: async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'taskline-mounted-'));
+      try {
+        writeFileSync(path.join(dir, 'tasks.mjs'), "import { defineTasks } from '@taskline/worker';\nexport default defineTasks({ mounted: { run: () => 'ok' } });\n");
+        chmodSync(dir, 0o755);
+        chmodSync(path.join(dir, 'tasks.mjs'), 0o644);
+        // What `taskline-worker start --tasks /tasks/tasks.mjs` does first: load the module through
+        // the worker's resolution hook, from a directory with no node_modules of its own.
+        const script = "import('@taskline/worker').then(w => w.loadTaskModule('/tasks/tasks.mjs')).then(t => console.log(JSON.stringify([...t.byName.keys()])))";
+        const out = await docker(['run', '--rm', '-v', `${dir}:/tasks:ro`, '--workdir', '/app', '--entrypoint', 'node', image, '-e', script]);
+        expect(JSON.parse(out.trim().split('\n').pop() ?? '[]')).to.deep.equal(['mounted']);
+        return 'tasks module at /tasks/tasks.mjs loaded in the image: task "mounted"';
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   },
   {
