@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { defineTasks, type TasklineWorker } from '@taskline/worker';
-import { celeryMissing, startBridgeWorker, startCeleryProgram, startCeleryServers, until, type CeleryProcess, type CeleryServers } from './celery-helpers.js';
+import { startBridgeWorker, startCeleryProgram, startCeleryServersOrSkip, until, type CeleryProcess, type CeleryServers } from './celery-helpers.js';
 
 /** Celery beat, unchanged, sends its periodic task through the bridge; taskline runs it. */
 describe('Celery bridge: Celery beat', function () {
@@ -15,12 +15,7 @@ describe('Celery bridge: Celery beat', function () {
   const ticks: number[] = [];
 
   before(async function () {
-    const missing = celeryMissing();
-    if (missing) {
-      console.warn(`      skipped: ${missing}`);
-      this.skip();
-    }
-    servers = await startCeleryServers();
+    servers = await startCeleryServersOrSkip(this);
     dir = await mkdtemp(path.join(tmpdir(), 'celery-beat-'));
     worker = await startBridgeWorker(servers, {
       tasks: defineTasks({

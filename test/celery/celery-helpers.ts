@@ -52,6 +52,16 @@ export interface CeleryServers {
   stop(): Promise<void>;
 }
 
+/** The servers for a suite, or the suite skipped (with why) where Python Celery is not installed. */
+export async function startCeleryServersOrSkip(suite: Mocha.Context): Promise<CeleryServers> {
+  const missing = celeryMissing();
+  if (missing) {
+    console.warn(`      skipped: ${missing}`);
+    suite.skip();
+  }
+  return startCeleryServers();
+}
+
 export async function startCeleryServers(): Promise<CeleryServers> {
   const pair = await startPair();
   const url = (r: RedisPair['broker']) => `rediss://127.0.0.1:${r.port}/0`;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { celeryTask, defineTasks, type TasklineWorker } from '@taskline/worker';
-import { celeryMissing, python, startBridgeWorker, startCeleryServers, type CeleryServers } from './celery-helpers.js';
+import { python, startBridgeWorker, startCeleryServersOrSkip, type CeleryServers } from './celery-helpers.js';
 
 /** Messages the bridge cannot read are kept with the reason, counted, and the intake goes on. */
 describe('Celery bridge: malformed messages', function () {
@@ -9,12 +9,7 @@ describe('Celery bridge: malformed messages', function () {
   let worker: TasklineWorker;
 
   before(async function () {
-    const missing = celeryMissing();
-    if (missing) {
-      console.warn(`      skipped: ${missing}`);
-      this.skip();
-    }
-    servers = await startCeleryServers();
+    servers = await startCeleryServersOrSkip(this);
     worker = await startBridgeWorker(servers, { tasks: defineTasks({ 'tasks.add': { run: celeryTask((x: number, y: number) => x + y) } }) });
   });
 

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { expect } from 'chai';
-import { ROOT, celeryMissing, python, startCeleryServers, until, type CeleryServers } from './celery-helpers.js';
+import { ROOT, python, startCeleryServersOrSkip, until, type CeleryServers } from './celery-helpers.js';
 
 const WORKER_BIN = path.join(ROOT, 'worker/bin/taskline-worker.js');
 const TASKS = path.join(ROOT, 'test/celery/fixtures/celery-tasks.ts');
@@ -54,12 +54,7 @@ describe('Celery bridge: SIGKILL while Celery messages arrive', function () {
   const workers: WorkerProcess[] = [];
 
   before(async function () {
-    const missing = celeryMissing();
-    if (missing) {
-      console.warn(`      skipped: ${missing}`);
-      this.skip();
-    }
-    servers = await startCeleryServers();
+    servers = await startCeleryServersOrSkip(this);
   });
 
   after(async () => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { celeryTask, defineTasks, type TasklineWorker } from '@taskline/worker';
-import { celeryMissing, python, startBridgeWorker, startCeleryServers, type CeleryServers } from './celery-helpers.js';
+import { python, startBridgeWorker, startCeleryServersOrSkip, type CeleryServers } from './celery-helpers.js';
 
 /**
  * A Python Celery app, unchanged, through a taskline worker: TLS on both sides, a separate broker
@@ -13,12 +13,7 @@ describe('Celery bridge: round trip from Python', function () {
   const runs: Array<{ at: number; args: unknown[] }> = [];
 
   before(async function () {
-    const missing = celeryMissing();
-    if (missing) {
-      console.warn(`      skipped: ${missing}`);
-      this.skip();
-    }
-    servers = await startCeleryServers();
+    servers = await startCeleryServersOrSkip(this);
     worker = await startBridgeWorker(servers, {
       // One job at a time, so a slow task makes a backlog.
       concurrency: 1,

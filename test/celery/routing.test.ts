@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { celeryTask, defineTasks, type TasklineWorker } from '@taskline/worker';
-import { celeryMissing, python, startBridgeWorker, startCeleryServers, startCeleryWorker, type CeleryProcess, type CeleryServers } from './celery-helpers.js';
+import { python, startBridgeWorker, startCeleryServersOrSkip, startCeleryWorker, type CeleryProcess, type CeleryServers } from './celery-helpers.js';
 
 /**
  * Both sides serve during a cut-over: a taskline worker consumes the `taskline` Celery queue, a
@@ -13,12 +13,7 @@ describe('Celery bridge: routing, fallback and canvas', function () {
   let celery: CeleryProcess;
 
   before(async function () {
-    const missing = celeryMissing();
-    if (missing) {
-      console.warn(`      skipped: ${missing}`);
-      this.skip();
-    }
-    servers = await startCeleryServers();
+    servers = await startCeleryServersOrSkip(this);
     worker = await startBridgeWorker(servers, {
       tasks: defineTasks({
         'tasks.add': { run: celeryTask((x: number, y: number) => x + y) },
