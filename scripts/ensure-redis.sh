@@ -22,3 +22,17 @@ ensure_redis() {
   echo "$(basename "$0"): ${missing[*]} not found and not installable from here (needs root and apt-get); run: ${how} — then run $0 again." >&2
   exit 1
 }
+
+# Sourced by scripts/test.sh: the Celery bridge's suites run a real Python Celery (Debian's
+# python3-celery 5.2 with python3-redis). As root with apt-get it installs them when missing;
+# otherwise those suites skip, each saying why and naming the command.
+ensure_celery() {
+  if python3 -c 'import celery, redis' >/dev/null 2>&1 || /usr/bin/python3 -c 'import celery, redis' >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing python3-celery and python3-redis with apt-get (the Celery bridge's tests)..."
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-celery python3-redis >/dev/null || echo "Could not install python3-celery; the Celery bridge's suites will skip." >&2
+    return 0
+  fi
+  echo "$(basename "$0"): Python Celery not found; the Celery bridge's suites will skip (install: sudo apt-get install -y python3-celery python3-redis)." >&2
+}

@@ -13,5 +13,6 @@ fi
 # shellcheck source=scripts/ensure-redis.sh
 source scripts/ensure-redis.sh
 ensure_redis
+ensure_celery
 pnpm install --frozen-lockfile
 exec pnpm test "$@"
