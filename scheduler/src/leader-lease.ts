@@ -11,7 +11,7 @@ import { LEASE_ACQUIRE, LEASE_CHECK, LEASE_FENCED_HASH_WRITE, LEASE_RELEASE, LEA
  *
  * Keys and their owner (the beat): `::beat:lease` expires by itself (PX); `::beat:fence` is a single
  * integer kept for the life of the prefix (it must never go back, so it has no TTL). The Lua is in
- * @taskline/shared (beat-lease-scripts.ts), where the script loader finds it. The double
+ * lease-scripts.ts; the script loader finds it through `@taskline/scheduler/scripts`. The double
  * colon keeps them apart from every BullMQ queue key (`<prefix>:<queue>:…`, queue names are never
  * empty), so the Redis ACL can give them to the scheduler user alone (ops/acl/generate-acl.sh).
  */
