@@ -1,4 +1,6 @@
 import { isTaskName, type Routes, type StandardSchemaV1 } from '@taskline/shared';
+import { checkSchema, describeSchemaProblem } from '@taskline/shared/job';
+import type { PreparedJob } from './enqueue.js';
 import { ValidationError } from './errors.js';
 
 /** What `defineTasks` returns, as far as a producer reads it (it never imports @taskline/worker). */
@@ -45,4 +47,19 @@ export function assertKnownTask(task: string, known: KnownTasks | null, routes: 
     'task',
     `No task named "${task.slice(0, 200)}" is known to this producer (it knows ${names.slice(0, 20).join(', ')}${names.length > 20 ? ', ...' : ''}) and no route names it; fix the task name, or add the task to the producer's tasks (the tasks module, or TASKLINE_TASKS) or to TASKLINE_ROUTES.`,
   );
+}
+
+/** The first job whose data breaks its task's schema, as the error to throw (`null`: all valid). */
+export async function schemaProblem(known: KnownTasks | null, prepared: readonly PreparedJob[]): Promise<ValidationError | null> {
+  if (!known) return null;
+  for (const [i, job] of prepared.entries()) {
+    const schema = known.get(job.task);
+    if (!schema) continue;
+    const checked = await checkSchema(schema, job.data);
+    if (!checked.ok) {
+      const where = prepared.length > 1 ? `jobs[${i}].` : '';
+      return new ValidationError('INVALID_DATA', `${where}${checked.problem.field}`, `${where ? `jobs[${i}]: ` : ''}${describeSchemaProblem(job.task, checked)}`);
+    }
+  }
+  return null;
 }

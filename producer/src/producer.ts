@@ -1,12 +1,14 @@
 import type { Registry } from 'prom-client';
 import { Queue } from 'bullmq';
 import { ClosedError, ConnectionError, TasklineError, createConnections, isTerminalState, resolveConnectionOptions, type HealthReport, type JobEvent, type JobResultRecord, type LifecycleState, type Logger, type TasklineConnections } from '@taskline/shared';
-import type { JobId, TaskData, TaskMap, TaskMapOf, TaskName, TaskRecord, TaskResult, UntypedTasks } from '@taskline/shared';
-import { QueueRegistry, ResultBackend, canTransition, checkSchema, describeSchemaProblem, isJobId } from '@taskline/shared/job';
+import type { JobId, TaskData, TaskMap, TaskMapOf, TaskName, UntypedTasks } from '@taskline/shared';
+import { QueueRegistry, ResultBackend, canTransition, isJobId } from '@taskline/shared/job';
 import { toConnectionError } from '@taskline/shared/connection';
 import { closeInOrder, withTimeout } from '@taskline/shared/process';
 import { isResolvedConnectionOptions } from '@taskline/shared/connection';
 import { QueueInspector } from '@taskline/shared/ops';
+import { schemaProblem } from './known-tasks.js';
+import type { RecordOf, TypedBulkJob } from './producer-types.js';
 import { addJobs, EnqueueBulkError, prepareJob, type BulkJob, type EnqueueResult, type PreparedJob } from './enqueue.js';
 import { endEnqueueSpans, startEnqueueSpans } from './enqueue-tracing.js';
 import { JobNotFoundError, JobStateError, ValidationError } from './errors.js';
@@ -16,16 +18,7 @@ import { ProducerMetrics, enqueueErrorReason } from './producer-metrics.js';
 import { resolveProducerOptions, type EnqueueOptions, type ProducerOptions, type ResolvedProducerOptions } from './options.js';
 
 export type { EnqueueResult, BulkJob, JobWatchEvent };
-
-/** The record `getResult`/`waitForResult` give for an id from `enqueue`: `result` typed by its task. */
-export type RecordOf<Tasks extends TaskMap, Task extends string> = [Task] extends [never] ? JobResultRecord : TaskRecord<TaskResult<Tasks, Task>>;
-
-/** A producer typed by any tasks: what the HTTP API serves. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the API takes any task by name, whatever the producer's types.
-export type AnyProducer = Producer<any>;
-
-/** One job of `enqueueBulk`, its data checked against its task's. */
-export type TypedBulkJob<Tasks extends TaskMap> = { [Task in TaskName<Tasks>]: BulkJob<Task, TaskData<Tasks, Task>> }[TaskName<Tasks>];
+export type { AnyProducer, RecordOf, TypedBulkJob } from './producer-types.js';
 
 /** `idle` → `starting` (connecting) → `ready` → `closing` → `closed`. */
 export type ProducerState = Extract<LifecycleState, 'idle' | 'starting' | 'ready' | 'closing' | 'closed'>;
@@ -204,19 +197,10 @@ export class Producer<Tasks extends TaskMap = UntypedTasks> {
 
   /** Data that breaks its task's schema (when the producer has the tasks) is refused, all or none. */
   async #checkSchemas(prepared: PreparedJob[]): Promise<void> {
-    const known = this.options.knownTasks;
-    if (!known) return;
-    for (const [i, job] of prepared.entries()) {
-      const schema = known.get(job.task);
-      if (!schema) continue;
-      const checked = await checkSchema(schema, job.data);
-      if (!checked.ok) {
-        const where = prepared.length > 1 ? `jobs[${i}].` : '';
-        const error = new ValidationError('INVALID_DATA', `${where}${checked.problem.field}`, `${where ? `jobs[${i}]: ` : ''}${describeSchemaProblem(job.task, checked)}`);
-        this.#countError(error);
-        throw error;
-      }
-    }
+    const error = await schemaProblem(this.options.knownTasks, prepared);
+    if (!error) return;
+    this.#countError(error);
+    throw error;
   }
 
   #withDeadline<T>(work: Promise<T>): Promise<T> {
