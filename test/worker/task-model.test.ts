@@ -89,6 +89,19 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
     });
   });
 
+  it('a synchronous handler that blocks past its time limit fails TimeLimitError on every attempt, never SUCCESS; one within it succeeds', async function () {
+    await startWorker({ tasks: only('sync-overrun'), env: redis.env, prefix });
+    const producer = client(redis.env, prefix);
+    const over = await producer.enqueue('sync-overrun', { ms: 700 });
+    const within = await producer.enqueue('sync-overrun', { ms: 10 });
+    const [late, quick] = await Promise.all([producer.waitFor(over, 30_000), producer.waitFor(within, 30_000)]);
+    expect(late).to.deep.include({ state: 'FAILURE', attempt: 2, attempts: 2, timeoutMs: 300 });
+    expect(late.error?.type).to.equal('TimeLimitError');
+    expect(runsOf(over), 'each attempt ran the handler to its end').to.have.length(2);
+    expect(quick).to.include({ state: 'SUCCESS' });
+    expect(quick.result).to.equal('done, too late');
+  });
+
   describe('routes (TASKLINE_ROUTES) shared by every process', function () {
     const routes = JSON.stringify({ echo: 'echoes', 'reports.*': 'reports' });
 

@@ -85,7 +85,13 @@ export async function runHandler(input: AttemptInput): Promise<AttemptOutcome> {
     handler.then(
       value => {
         end();
-        resolve({ ok: true, value });
+        // A handler that blocked the event loop past its limit settles before the timer can fire:
+        // the limit is checked against the time it took, so an overrun is never a SUCCESS.
+        const late = input.timeoutMs !== null && performance.now() - started >= input.timeoutMs;
+        if (!late) return resolve({ ok: true, value });
+        const error = new TimeLimitError(task.name, input.timeoutMs ?? 0);
+        controller.abort(error);
+        resolve({ ok: false, error });
       },
       (error: unknown) => {
         end();
