@@ -1,6 +1,6 @@
 // The task model users expect (issue: task defaults, routes, isolation with hard limits, progress),
 // through the producer library, the HTTP API, the bins and the beat, against real TLS Redis.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +17,7 @@ import { client, closeAll, isolatedKillRss, startPair, startWorker, uniquePrefix
 
 const TASKS = fileURLToPath(new URL('./fixtures/model-tasks.ts', import.meta.url));
 const PRODUCER_BIN = fileURLToPath(new URL('../../producer/bin/taskline-producer.js', import.meta.url));
+const WORKER_BIN = fileURLToPath(new URL('../../worker/bin/taskline-worker.js', import.meta.url));
 const exec = promisify(execFile);
 
 describe('the task model: defaults, routes, isolation and hard limits, progress', function () {
@@ -48,6 +49,28 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
     expect(await closeAll(), 'Redis connections left open').to.equal(0);
     rmSync(dir, { recursive: true, force: true });
   });
+
+  /** Whether a process still runs (a zombie waiting to be reaped does not). */
+  const alive = (pid: number): boolean => {
+    try {
+      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+
+  /** The worker bin on the model tasks, its runs logged to this test's run log. */
+  const spawnWorkerBin = (env: Record<string, string>, workerPrefix: string) => {
+    const child = spawn(process.execPath, [WORKER_BIN, 'start', '--tasks', TASKS, '--metrics-port', '0'], {
+      env: { PATH: process.env['PATH'] ?? '', ...env, TASKLINE_PREFIX: workerPrefix, LOG_FORMAT: 'json', MODEL_RUN_LOG: runLog },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const chunks: string[] = [];
+    child.stdout.on('data', (c: Buffer) => chunks.push(c.toString()));
+    child.stderr.on('data', (c: Buffer) => chunks.push(c.toString()));
+    const exited = new Promise(resolve => child.once('exit', resolve));
+    return { child, exited, output: () => chunks.join('') };
+  };
 
   /** The module's tasks, limited to `names` (a worker then warms isolated runners only for those it needs). */
   const only = (...names: string[]): TaskSet =>
@@ -182,6 +205,34 @@ describe('the task model: defaults, routes, isolation and hard limits, progress'
       expect(ended - handlerStarted, 'ended within 2 s of the handler\'s start').to.be.within(900, 2000);
       expect(finished.every(r => r.state === 'SUCCESS')).to.equal(true);
       expect(Math.max(...finished.map(r => Date.parse(r.finishedAt ?? ''))), 'other jobs finished while it spun').to.be.below(ended);
+    });
+
+    it('the hard limit kills what the handler started too: its runner\'s whole process group', async function () {
+      await startWorker({ tasks: only('spawns-sleeper'), env: redis.env, prefix });
+      const producer = client(redis.env, prefix);
+      const id = await producer.enqueue('spawns-sleeper', { ms: 10_000 });
+      const record = await producer.waitFor(id, 30_000);
+      expect(record.error?.type).to.equal('TimeLimitError');
+      const sleeper = Number(readFileSync(runLog, 'utf8').match(/^sleeper (\d+)$/m)?.[1]);
+      expect(sleeper, 'the handler started its sleep').to.be.greaterThan(0);
+      await until(() => !alive(sleeper), 3000, `the handler's sleep (pid ${sleeper}) killed with its runner`);
+    });
+
+    it('an isolated runner dies with its worker: a SIGKILLed worker leaves no handler running', async function () {
+      const worker = spawnWorkerBin(redis.env, prefix);
+      try {
+        await until(() => worker.output().includes('"Worker ready"'), 30_000, 'worker ready');
+        const producer = client(redis.env, prefix);
+        const id = await producer.enqueue('long-spin', { ms: 15_000 });
+        await until(() => runsOf(id).length === 1, 15_000, 'the long spin started');
+        const runner = Number(runsOf(id)[0]?.[1]);
+        expect(runner, 'the runner is another process').to.not.equal(worker.child.pid);
+        worker.child.kill('SIGKILL');
+        await worker.exited;
+        await until(() => !alive(runner), 3000, `the runner (pid ${runner}) gone within 3 s of its worker`);
+      } finally {
+        worker.child.kill('SIGKILL');
+      }
     });
 
     it('an isolated CPU-bound handler longer than the lock runs once with two workers (the lock keeps being renewed)', async function () {

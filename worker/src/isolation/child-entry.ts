@@ -1,7 +1,7 @@
 // The entry of a child process (fork) or worker thread that runs isolated handlers. It loads the
 // tasks module itself (functions cannot cross), then runs one attempt at a time as told.
 // Started only by HandlerPool; importing it outside a child does nothing.
-import { parentPort, workerData, isMainThread } from 'node:worker_threads';
+import { parentPort, workerData, isMainThread, Worker as Thread } from 'node:worker_threads';
 import { TasklineError } from '@taskline/shared';
 import { loadTaskModule } from '../task-module.js';
 import type { TaskContext } from '../tasks.js';
@@ -22,9 +22,36 @@ function channel(): { send: Send; onMessage: (handler: (message: ToChild) => voi
   return null;
 }
 
+/**
+ * A runner process must not outlive its worker: when the worker dies (even SIGKILLed) the runner
+ * kills its own process group — itself and whatever its handler started. A watchdog thread checks
+ * the parent, because a handler that blocks the event loop would never see the IPC channel close.
+ */
+function dieWithParent(): void {
+  const parent = process.ppid;
+  const source = `
+    const { workerData } = require('node:worker_threads');
+    const tick = new Int32Array(new SharedArrayBuffer(4));
+    for (;;) {
+      Atomics.wait(tick, 0, 0, 250);
+      if (process.ppid !== workerData.parent) {
+        try { process.kill(-workerData.group, 'SIGKILL'); } catch { process.kill(workerData.group, 'SIGKILL'); }
+      }
+    }`;
+  new Thread(source, { eval: true, workerData: { parent, group: process.pid } }).unref();
+  process.on('disconnect', () => {
+    try {
+      process.kill(-process.pid, 'SIGKILL');
+    } catch {
+      process.exit(1);
+    }
+  });
+}
+
 async function serve(): Promise<void> {
   const io = channel();
   if (!io) return;
+  if (isMainThread) dieWithParent();
   let tasks;
   try {
     tasks = await loadTaskModule(io.modulePath);

@@ -12,6 +12,15 @@ const ENTRY = fileURLToPath(new URL('./child-entry.js', import.meta.url));
 /** A runner must load the tasks module within this time. */
 const SPAWN_TIMEOUT_MS = 60_000;
 
+/** SIGKILL to the runner's process group (the runner and every process its handler started). */
+function killGroup(child: ChildProcess): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL'); // the group is gone already, or the runner never started
+  }
+}
+
 /** An isolated runner did not start or died under a handler (not a time limit). */
 export class IsolatedRunnerError extends TasklineError {
   override name = 'IsolatedRunnerError';
@@ -204,13 +213,16 @@ export class HandlerPool {
   }
 
   #spawnProcess(): Runner {
+    // Its own process group (detached): a kill at the hard limit reaches what the handler started
+    // too. The runner ends itself, and its group, when the worker dies (child-entry.ts).
     const child: ChildProcess = fork(ENTRY, [this.#o.modulePath], {
       serialization: 'advanced',
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      detached: true,
     });
     return this.#runner(
       message => child.send(message),
-      () => child.kill('SIGKILL'),
+      () => killGroup(child),
       (onMessage, onGone) => {
         child.on('message', m => onMessage(m as FromChild));
         child.once('exit', (code, signal) => onGone(signal ? `signal ${signal}` : `exit code ${code}`));
