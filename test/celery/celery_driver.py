@@ -105,7 +105,7 @@ def main(cmd, *argv):
         res = chord([tasks.add.s(1, 1)], tasks.add.s(1))()
         header = res.parent.results[0] if res.parent is not None and hasattr(res.parent, 'results') else res
         try:
-            header.get(timeout=10)
+            header.get(timeout=20)
             out({'raised': None})
         except Exception as exc:  # noqa: BLE001
             out({'raised': type(exc).__name__, 'message': str(exc)})
