@@ -35,6 +35,15 @@ const UNTRUSTED: Rule = {
 };
 
 /** Node / OpenSSL / Redis codes → one sentence naming the cause and the fix. */
+/** OpenSSL says either when a TLS client meets a plaintext port. */
+const TLS_TO_PLAINTEXT: Rule = {
+  code: 'TLS_TO_PLAINTEXT_SERVER',
+  kind: 'tls',
+  retryable: false,
+  sentence: (p, env) =>
+    `${p} the server answered the TLS handshake in plaintext, so it is not a TLS port; enable TLS on Redis (tls-port) or use the TLS port — set ${env}SSL=false only outside production.`,
+};
+
 const RULES: Record<string, Rule> = {
   SELF_SIGNED_CERT_IN_CHAIN: UNTRUSTED,
   UNABLE_TO_VERIFY_LEAF_SIGNATURE: UNTRUSTED,
@@ -115,20 +124,8 @@ const RULES: Record<string, Rule> = {
     sentence: (p, env) =>
       `${p} the server does not trust the CA of the client certificate; issue ${env}CLIENT_CERT from the CA the server trusts (tls-ca-cert-file).`,
   },
-  ERR_SSL_WRONG_VERSION_NUMBER: {
-    code: 'TLS_TO_PLAINTEXT_SERVER',
-    kind: 'tls',
-    retryable: false,
-    sentence: (p, env) =>
-      `${p} the server answered the TLS handshake in plaintext, so it is not a TLS port; enable TLS on Redis (tls-port) or use the TLS port — set ${env}SSL=false only outside production.`,
-  },
-  ERR_SSL_PACKET_LENGTH_TOO_LONG: {
-    code: 'TLS_TO_PLAINTEXT_SERVER',
-    kind: 'tls',
-    retryable: false,
-    sentence: (p, env) =>
-      `${p} the server answered the TLS handshake in plaintext, so it is not a TLS port; enable TLS on Redis (tls-port) or use the TLS port — set ${env}SSL=false only outside production.`,
-  },
+  ERR_SSL_WRONG_VERSION_NUMBER: TLS_TO_PLAINTEXT,
+  ERR_SSL_PACKET_LENGTH_TOO_LONG: TLS_TO_PLAINTEXT,
   PLAINTEXT_TO_TLS_SERVER: {
     code: 'PLAINTEXT_TO_TLS_SERVER',
     kind: 'tls',
